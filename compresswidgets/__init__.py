@@ -1,0 +1,68 @@
+"""compresswidgets: look inside a live Keras model, compress it, and measure what you got.
+
+Example:
+    >>> import compresswidgets as cw
+    >>> model, data = cw.demo_model()          # doctest: +SKIP
+    >>> cw.WeightInspector(model)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from compresswidgets import _keras
+
+# Before anything can import TensorFlow: tfmot needs Keras 2 (tf_keras) as tf.keras.
+_keras.configure_environment()
+
+from compresswidgets.inspection import (  # noqa: E402 - after the environment is set
+    Histogram,
+    LayerSummary,
+    TensorStats,
+    WeightReport,
+    inspect_weights,
+)
+
+__version__ = "0.1.0"
+
+# Heavier names (TensorFlow, ipywidgets) are imported on first use.
+_LAZY = {
+    "demo_model": "compresswidgets.demo",
+    "demo_data": "compresswidgets.demo",
+    "DemoData": "compresswidgets.demo",
+    "WeightInspector": "compresswidgets.widgets.inspector",
+    "KerasSetupWarning": "compresswidgets._keras",
+}
+
+__all__ = [
+    "DemoData",
+    "Histogram",
+    "KerasSetupWarning",
+    "LayerSummary",
+    "TensorStats",
+    "WeightInspector",
+    "WeightReport",
+    "__version__",
+    "demo_data",
+    "demo_model",
+    "inspect_weights",
+]
+
+if TYPE_CHECKING:
+    from compresswidgets._keras import KerasSetupWarning
+    from compresswidgets.demo import DemoData, demo_data, demo_model
+    from compresswidgets.widgets.inspector import WeightInspector
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'compresswidgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,177 @@
+"""The one door to TensorFlow, tf_keras and tfmot.
+
+Every other module reaches Keras through the accessors here, so that
+
+* ``TF_USE_LEGACY_KERAS=1`` is in the environment before TensorFlow is first imported
+  (tfmot 0.8.1 only understands Keras 2, i.e. the ``tf_keras`` package);
+* TensorFlow's C++ start-up chatter (oneDNN, CUDA probing, CPU feature notes) is kept out of
+  the user's notebook unless ``COMPRESSWIDGETS_TF_LOGS=1`` asks for it;
+* a session where TensorFlow was already imported with Keras 3 as ``tf.keras`` gets one clear
+  warning with the fix, instead of confusing tfmot errors later.
+
+Importing this module is cheap: TensorFlow itself is imported on first use of :func:`tf`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import sys
+import tempfile
+import warnings
+from types import ModuleType
+from typing import Any
+
+_TRUE = ("1", "true", "True", "TRUE", "yes")
+
+#: Lines TensorFlow's native code prints on every CPU-only start; nothing a user can act on.
+_NOISE = re.compile(
+    r"^(?:[IW]\d{4} |WARNING: All log messages before absl::InitializeLog|"
+    r"To enable the following instructions|E\d{4} .*(?:cuInit|cuda_|CUDA)|"
+    r".*Could not find cuda drivers)"
+)
+
+
+class KerasSetupWarning(UserWarning):
+    """TensorFlow was set up in a way that limits what compresswidgets can do."""
+
+
+#: True when TensorFlow was imported before us with Keras 3 as ``tf.keras``.
+keras3_is_tf_keras = False
+
+
+def configure_environment() -> None:
+    """Prepare the process for TensorFlow; called once when ``compresswidgets`` is imported.
+
+    Example:
+        >>> import compresswidgets  # doctest: +SKIP  (sets TF_USE_LEGACY_KERAS=1)
+    """
+    global keras3_is_tf_keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf_mod = sys.modules.get("tensorflow")
+    if tf_mod is None:
+        current = os.environ.get("TF_USE_LEGACY_KERAS")
+        if current is None:
+            os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        elif current not in _TRUE:
+            warnings.warn(
+                f"TF_USE_LEGACY_KERAS is set to {current!r}, so TensorFlow will use Keras 3 as "
+                "tf.keras. Weight inspection still works, but pruning, clustering and "
+                "quantization-aware training (tfmot) need Keras 2. Fix: unset the variable or "
+                "set TF_USE_LEGACY_KERAS=1 before starting Python.",
+                KerasSetupWarning,
+                stacklevel=3,
+            )
+            keras3_is_tf_keras = True
+        return
+    legacy = getattr(tf_mod, "_tf_uses_legacy_keras", None)
+    if legacy is None:  # older layouts: ask tf.keras itself
+        with contextlib.suppress(Exception):
+            legacy = str(getattr(tf_mod.keras, "__version__", "3")).startswith("2")
+    if legacy is False:
+        keras3_is_tf_keras = True
+        warnings.warn(
+            "TensorFlow was imported before compresswidgets without TF_USE_LEGACY_KERAS=1, so "
+            "tf.keras is Keras 3 in this session. Weight inspection works with any model, but "
+            "pruning, clustering and quantization-aware training (tfmot 0.8.1) need models "
+            "built with tf_keras. Fix: restart the kernel and import compresswidgets before "
+            "tensorflow (or set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported), then "
+            "build the model with `import tf_keras as keras`.",
+            KerasSetupWarning,
+            stacklevel=3,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """Swallow TensorFlow's native start-up noise on file descriptor 2; keep everything else."""
+    if os.environ.get("COMPRESSWIDGETS_TF_LOGS", "") in _TRUE:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [
+                line
+                for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if line.strip() and not _NOISE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
+@functools.cache
+def tf() -> ModuleType:
+    """TensorFlow, imported quietly on first use."""
+    configure_environment()
+    with _quiet_native_logs():
+        import tensorflow
+
+        tensorflow.get_logger().setLevel("ERROR")
+        # Touch the device list once so that CUDA probing happens inside the quiet block.
+        tensorflow.config.list_physical_devices()
+    return tensorflow
+
+
+@functools.cache
+def keras() -> ModuleType:
+    """``tf_keras`` (Keras 2), the Keras that tfmot understands."""
+    tf()
+    with _quiet_native_logs():
+        import tf_keras
+    return tf_keras
+
+
+@functools.cache
+def tfmot() -> ModuleType:
+    """``tensorflow_model_optimization``, imported on first use."""
+    keras()
+    with _quiet_native_logs(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import tensorflow_model_optimization
+    return tensorflow_model_optimization
+
+
+def keras_flavour(obj: Any) -> str | None:
+    """Which Keras a layer or model comes from: ``"tf_keras"``, ``"keras3"`` or ``None``.
+
+    Decided from the class hierarchy alone, so nothing heavy is imported.
+
+    Example:
+        >>> keras_flavour(object()) is None
+        True
+    """
+    for cls in type(obj).__mro__:
+        if cls.__name__ != "Layer":
+            continue
+        root = cls.__module__.split(".", 1)[0]
+        if root == "tf_keras":
+            return "tf_keras"
+        if root == "keras":
+            return "keras3" if cls.__module__.startswith("keras.src.layers") else "tf_keras"
+        if root == "tensorflow":
+            return "tf_keras"
+    return None
+
+
+def describe(obj: Any, limit: int = 80) -> str:
+    """A short, safe description of what the user passed, for error messages."""
+    text = repr(obj)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(obj).__module__}.{type(obj).__qualname__} ({text})"

@@ -1,0 +1,70 @@
+"""What the panels share: escaping, error boxes, and figures rendered to PNG for Image widgets."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import ipywidgets as widgets
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def esc(value: Any) -> str:
+    """Escape untrusted text (layer names, file names) for HTML."""
+    return html.escape(str(value), quote=True)
+
+
+def table_html(rows: Iterable[tuple[str, Any]], css_class: str = "cw-table") -> str:
+    """A two-column key/value table; both columns are escaped."""
+    body = "".join(
+        f"<tr><th style='text-align:left;padding:1px 10px 1px 0;font-weight:600'>{esc(k)}</th>"
+        f"<td style='text-align:right;font-family:monospace'>{esc(v)}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px'>{body}</table>"
+
+
+def error_html(exc: BaseException) -> str:
+    """A readable error box: the exception's class and message, escaped."""
+    return (
+        "<div class='cw-error' style='border:1px solid #d9534f;background:#fdf1f0;color:#7a1f1c;"
+        "padding:6px 10px;border-radius:4px;white-space:pre-wrap'>"
+        f"<b>{esc(type(exc).__name__)}</b>: {esc(exc)}</div>"
+    )
+
+
+class FigureImage:
+    """A matplotlib Figure (Agg, no pyplot state) shown through an ``ipywidgets.Image``."""
+
+    def __init__(self, width: float, height: float, dpi: int = 96, css_class: str = "",
+                 **adjust: float) -> None:
+        self.figure = Figure(figsize=(width, height), dpi=dpi)
+        FigureCanvasAgg(self.figure)
+        self.figure.subplots_adjust(**adjust)
+        self.ax = self.figure.add_subplot()
+        self.dpi = dpi
+        self.widget = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        if css_class:
+            self.widget.add_class(css_class)
+
+    def clear(self) -> Any:
+        """The figure's single Axes, emptied (cheaper than a new figure)."""
+        for extra in self.figure.axes[1:]:  # e.g. a twinx from the last drawing
+            extra.remove()
+        self.ax.clear()
+        return self.ax
+
+    def render(self) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=self.dpi)
+        self.widget.value = buffer.getvalue()
+        return self.widget.value
+
+    def img_html(self) -> str:
+        """The last rendering as an <img> tag, for static (non-widget) output."""
+        data = base64.b64encode(bytes(self.widget.value)).decode("ascii")
+        return f"<img src='data:image/png;base64,{data}' style='max-width:100%'/>"

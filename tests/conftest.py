@@ -1,0 +1,32 @@
+"""Shared fixtures. The demo model's cache goes to a temporary folder, never the user's."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="cw-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE  # before anything reads it; kernels inherit it too
+
+import compresswidgets as cw  # noqa: E402
+from compresswidgets import _keras  # noqa: E402
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """tf_keras, the Keras tfmot understands."""
+    return _keras.keras()
+
+
+@pytest.fixture(scope="session")
+def demo():
+    """The trained demo model and its data (trained once per session, cached in a temp dir)."""
+    return cw.demo_model()
+
+
+def weights_bytes(model) -> list[bytes]:
+    return [w.numpy().tobytes() for w in model.weights]
