@@ -69,7 +69,7 @@ def configure_environment() -> None:
     legacy = getattr(tf_mod, "_tf_uses_legacy_keras", None)
     if legacy is None:  # older layouts: ask tf.keras itself
         with contextlib.suppress(Exception):
-            legacy = str(getattr(tf_mod.keras, "__version__", "3")).startswith("2")
+            legacy = tf_mod.keras.__name__.startswith("tf_keras")
     if legacy is False:
         keras3_is_tf_keras = True
         warnings.warn(

@@ -54,7 +54,7 @@ class WeightInspector(widgets.VBox):
         self._header = widgets.HTML()
         self._picker = widgets.Dropdown(
             description="Tensor",
-            description_tooltip="Weight tensors in the model's order: layer/weight, type, "
+            tooltip="Weight tensors in the model's order: layer/weight, type, "
             "shape, parameters",
             layout=widgets.Layout(width="auto", min_width="420px", flex="1 1 auto"),
         )
