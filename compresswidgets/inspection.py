@@ -265,7 +265,7 @@ class WeightReport:
         self,
         item: int | str | TensorStats,
         bins: int = DEFAULT_BINS,
-        range: tuple[float, float] | None = None,  # noqa: A002 - numpy's name
+        range: tuple[float, float] | None = None,
         exclude_zeros: bool = False,
         log: bool = False,
     ) -> Histogram:
@@ -379,7 +379,7 @@ def _read(variable: Any) -> np.ndarray:
     if read_value is not None:
         try:
             return np.asarray(read_value())
-        except Exception:  # noqa: BLE001 - fall back to the generic path below
+        except Exception:
             pass
     return np.asarray(variable)
 
@@ -554,7 +554,7 @@ def _check_range(value: Any) -> tuple[float, float] | None:
 def histogram_of(
     values: np.ndarray,
     bins: int = DEFAULT_BINS,
-    range: tuple[float, float] | None = None,  # noqa: A002 - numpy's name
+    range: tuple[float, float] | None = None,
     exclude_zeros: bool = False,
     log: bool = False,
     *,
@@ -606,7 +606,7 @@ def histogram_of(
 def inspect_weights(
     model: Any,
     bins: int | None = DEFAULT_BINS,
-    range: tuple[float, float] | None = None,  # noqa: A002 - numpy's name
+    range: tuple[float, float] | None = None,
     exclude_zeros: bool = False,
     log: bool = False,
 ) -> WeightReport:

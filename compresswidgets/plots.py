@@ -103,5 +103,5 @@ def plot_layer_overview(report: WeightReport, ax: Any, *, highlight: str | None 
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.set_title(
         f"{report.total_params:,} parameters, {report.float32_bytes / 1e6:.2f} MB as float32, "
-        f"sparsity {report.sparsity:.1%}", fontsize=10)
+        f"sparsity {report.sparsity:.2%}", fontsize=10)
     return ax

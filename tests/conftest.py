@@ -13,8 +13,6 @@ os.environ["XDG_CACHE_HOME"] = _CACHE  # before anything reads it; kernels inher
 import compresswidgets as cw  # noqa: E402
 from compresswidgets import _keras  # noqa: E402
 
-HOSTILE = "<img src=x onerror=alert(1)>"
-
 
 @pytest.fixture(scope="session")
 def keras():
@@ -26,7 +24,3 @@ def keras():
 def demo():
     """The trained demo model and its data (trained once per session, cached in a temp dir)."""
     return cw.demo_model()
-
-
-def weights_bytes(model) -> list[bytes]:
-    return [w.numpy().tobytes() for w in model.weights]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import weights_bytes
+from _helpers import weights_bytes
 
 import compresswidgets as cw
 from compresswidgets import demo as demo_module
@@ -16,7 +16,7 @@ def test_data_split_is_fixed_and_complete():
     x_train, y_train, x_test, y_test = data  # unpacks like a plain tuple
     assert x_train.shape == (1347, 8, 8, 1) and x_test.shape == (450, 8, 8, 1)
     assert len(y_train) + len(y_test) == 1797
-    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert x_train.dtype == np.float32 and x_train.min() >= 0.0 and x_train.max() <= 1.0
     assert set(np.unique(y_test)) == set(range(10))
     again = cw.demo_data()
     np.testing.assert_array_equal(again.y_test, y_test)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import HOSTILE, weights_bytes
+from _helpers import HOSTILE, weights_bytes
 
 import compresswidgets as cw
 from compresswidgets.inspection import histogram_of

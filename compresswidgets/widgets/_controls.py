@@ -18,14 +18,19 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def table_html(rows: Iterable[tuple[str, Any]], css_class: str = "cw-table") -> str:
-    """A two-column key/value table; both columns are escaped."""
-    body = "".join(
-        f"<tr><th style='text-align:left;padding:1px 10px 1px 0;font-weight:600'>{esc(k)}</th>"
-        f"<td style='text-align:right;font-family:monospace'>{esc(v)}</td></tr>"
+def table_html(rows: Iterable[tuple[str, Any]], columns: int = 1,
+               css_class: str = "cw-table") -> str:
+    """A key/value table with ``columns`` pairs per row; keys and values are escaped."""
+    cells = [
+        f"<th style='text-align:left;padding:1px 8px 1px 14px;font-weight:600'>{esc(k)}</th>"
+        f"<td style='text-align:right;font-family:monospace;padding:1px 4px'>{esc(v)}</td>"
         for k, v in rows
+    ]
+    body = "".join(
+        "<tr>" + "".join(cells[i:i + columns]) + "</tr>" for i in range(0, len(cells), columns)
     )
-    return f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px'>{body}</table>"
+    return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px'>"
+            f"{body}</table>")
 
 
 def error_html(exc: BaseException) -> str:

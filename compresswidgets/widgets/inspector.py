@@ -65,9 +65,11 @@ class WeightInspector(widgets.VBox):
             tooltip="Number of equal-width histogram bins",
         )
         self._log = widgets.Checkbox(description="Log counts", indent=False,
+                                     layout=widgets.Layout(width="auto", margin="0 12px"),
                                      tooltip="Log-scale the counts to see the tails")
         self._zeros = widgets.Checkbox(
             description="Exclude zeros", indent=False,
+            layout=widgets.Layout(width="auto", margin="0 12px"),
             tooltip="Leave exact zeros out (after pruning they would dwarf the rest)",
         )
         self._reread = widgets.Button(description="Re-read weights", icon="refresh",
@@ -75,12 +77,12 @@ class WeightInspector(widgets.VBox):
         self._error = widgets.HTML()
         self._stats = widgets.HTML()
         self._stats.add_class("cw-stats")
-        self._hist_fig = FigureImage(5.0, 3.0, css_class="cw-histogram-plot", left=0.14,
+        self._hist_fig = FigureImage(5.2, 3.0, css_class="cw-histogram-plot", left=0.14,
                                      right=0.97, bottom=0.17, top=0.88)
-        self._channel_fig = FigureImage(3.6, 3.0, css_class="cw-channel-plot", left=0.2,
+        self._channel_fig = FigureImage(3.8, 3.0, css_class="cw-channel-plot", left=0.2,
                                         right=0.96, bottom=0.17, top=0.88)
-        self._overview_fig = FigureImage(8.6, 3.0, css_class="cw-overview-plot", left=0.08,
-                                         right=0.92, top=0.88, bottom=0.42)
+        self._overview_fig = FigureImage(9.0, 3.0, css_class="cw-overview-plot", left=0.08,
+                                         right=0.92, top=0.88, bottom=0.32)
 
         traitlets.link((self, "bins"), (self._bins, "value"))
         traitlets.link((self, "log_scale"), (self._log, "value"))
@@ -90,9 +92,9 @@ class WeightInspector(widgets.VBox):
 
         controls = widgets.HBox([self._bins, self._log, self._zeros, self._reread],
                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        body = widgets.HBox([self._hist_fig.widget, self._channel_fig.widget, self._stats],
-                            layout=widgets.Layout(align_items="flex-start", flex_flow="row wrap"))
-        self.children = [self._header, self._picker, controls, self._error, body,
+        plots = widgets.HBox([self._hist_fig.widget, self._channel_fig.widget],
+                             layout=widgets.Layout(align_items="flex-start", flex_flow="row wrap"))
+        self.children = [self._header, self._picker, controls, self._error, plots, self._stats,
                          self._overview_fig.widget]
 
         with self.hold_trait_notifications():
@@ -174,7 +176,7 @@ class WeightInspector(widgets.VBox):
             ("output channels", t.channels or "-"),
             ("channel range spread", "-" if not t.channels else f"{t.channel_range_spread:.2f}x"),
             ("in histogram", f"{hist.total:,}"),
-        ])
+        ], columns=4)
 
     def _draw_channels(self) -> None:
         plot_channel_ranges(self.selected, self._channel_fig.clear())

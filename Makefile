@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8888
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: venv demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 11) else "compresswidgets needs Python >= 3.11 (found %d.%d): run make PYTHON=/path/to/python3.11" % v)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed  ## create or update the virtual environment
+
+demo: venv  ## serve the quickstart notebook in JupyterLab (Ctrl+C stops it)
+	@echo "Preparing the demo model (trains once in a few seconds, then cached)..."
+	$(BIN)/python -c "import compresswidgets as cw; cw.demo_model()"
+	@echo "Open the URL printed below (with its token) in your browser."
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) \
+		--LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+		notebooks/00_quickstart.ipynb
+
+lint: venv
+	$(BIN)/ruff check compresswidgets tests benchmarks
+
+test: venv lint  ## lint, then the whole suite: core, widgets, notebooks, real browser
+	$(BIN)/python -m pytest
+
+bench: venv  ## speed targets: each prints its ratio against a floor measured in the same run
+	$(BIN)/python benchmarks/bench_inspect.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
