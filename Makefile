@@ -22,7 +22,7 @@ demo: venv  ## serve the quickstart notebook in JupyterLab (Ctrl+C stops it)
 	@echo "Open the URL printed below (with its token) in your browser."
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) \
 		--LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
-		notebooks/00_quickstart.ipynb
+		--ServerApp.default_url=/lab/tree/notebooks/00_quickstart.ipynb
 
 lint: venv
 	$(BIN)/ruff check compresswidgets tests benchmarks
