@@ -33,16 +33,28 @@ _LAZY = {
     "DemoData": "compresswidgets.demo",
     "WeightInspector": "compresswidgets.widgets.inspector",
     "KerasSetupWarning": "compresswidgets._keras",
+    "Workbench": "compresswidgets.workbench",
+    "Comparison": "compresswidgets.workbench",
+    "Variant": "compresswidgets.variant",
+    "Progress": "compresswidgets._training",
+    "TrainingStopped": "compresswidgets._training",
+    "ConversionError": "compresswidgets.tflite",
 }
 
 __all__ = [
+    "Comparison",
+    "ConversionError",
     "DemoData",
     "Histogram",
     "KerasSetupWarning",
     "LayerSummary",
+    "Progress",
     "TensorStats",
+    "TrainingStopped",
+    "Variant",
     "WeightInspector",
     "WeightReport",
+    "Workbench",
     "__version__",
     "demo_data",
     "demo_model",
@@ -51,8 +63,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from compresswidgets._keras import KerasSetupWarning
+    from compresswidgets._training import Progress, TrainingStopped
     from compresswidgets.demo import DemoData, demo_data, demo_model
+    from compresswidgets.tflite import ConversionError
+    from compresswidgets.variant import Variant
     from compresswidgets.widgets.inspector import WeightInspector
+    from compresswidgets.workbench import Comparison, Workbench
 
 
 def __getattr__(name: str) -> Any:

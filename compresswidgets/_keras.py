@@ -30,7 +30,7 @@ _TRUE = ("1", "true", "True", "TRUE", "yes")
 _NOISE = re.compile(
     r"^(?:[IW]\d{4} |WARNING: All log messages before absl::InitializeLog|"
     r"To enable the following instructions|E\d{4} .*(?:cuInit|cuda_|CUDA)|"
-    r".*Could not find cuda drivers)"
+    r".*Could not find cuda drivers|INFO: Created TensorFlow Lite XNNPACK delegate)"
 )
 
 

@@ -1,0 +1,107 @@
+"""Checking the data handed to a Workbench, with errors that say how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from compresswidgets._keras import describe
+
+
+class Data(NamedTuple):
+    """Train and test splits, as NumPy arrays."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def as_data(data: Any) -> Data:
+    """Accept ``(x_train, y_train, x_test, y_test)``, a :class:`DemoData` or a dict of them."""
+    names = Data._fields
+    if isinstance(data, Mapping):
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(
+                f"data is a mapping without {', '.join(missing)} (it has: "
+                f"{', '.join(map(str, data)) or 'nothing'}). Expected the keys "
+                f"{', '.join(names)}, or pass a tuple (x_train, y_train, x_test, y_test)."
+            )
+        parts = [data[n] for n in names]
+    elif isinstance(data, tuple | list) and len(data) == 4:
+        parts = list(data)
+    else:
+        raise TypeError(
+            f"data must be (x_train, y_train, x_test, y_test), but got {describe(data)}. "
+            "Pass a 4-tuple of arrays, e.g. `data = (x_train, y_train, x_test, y_test)`, or "
+            "the second value of `cw.demo_model()`."
+        )
+    arrays = []
+    for name, part in zip(names, parts, strict=True):
+        try:
+            array = np.asarray(part)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"data.{name} could not be turned into an array ({exc}). "
+                            "Pass NumPy arrays.") from exc
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"data.{name} has dtype {array.dtype}, expected numbers (float or int). "
+                "Convert it first, e.g. `x.astype('float32')`."
+            )
+        if array.ndim == 0 or len(array) == 0:
+            raise ValueError(
+                f"data.{name} is empty (shape {array.shape}). Fine-tuning and evaluation need "
+                "samples: pass at least one example in each split."
+            )
+        arrays.append(array)
+    out = Data(*arrays)
+    for split in ("train", "test"):
+        x, y = getattr(out, f"x_{split}"), getattr(out, f"y_{split}")
+        if len(x) != len(y):
+            raise ValueError(
+                f"x_{split} has {len(x)} samples but y_{split} has {len(y)}. Each input needs "
+                "exactly one label: check the split."
+            )
+    if out.x_train.shape[1:] != out.x_test.shape[1:]:
+        raise ValueError(
+            f"x_train samples have shape {out.x_train.shape[1:]} but x_test samples have shape "
+            f"{out.x_test.shape[1:]}. Both splits must have the same sample shape."
+        )
+    return out
+
+
+def check_against_model(data: Data, model: Any) -> None:
+    """The sample shape must fit the model's input (batch dimension aside)."""
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or (shape and isinstance(shape[0], tuple)):
+        return  # multi-input or unknown: the first fit/predict will tell
+    expected = shape[1:]
+    got = data.x_train.shape[1:]
+    ok = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got,
+                                                                                strict=True))
+    if not ok:
+        raise ValueError(
+            f"The samples have shape {got}, but the model expects inputs of shape "
+            f"{tuple(expected)} (batch dimension aside). Reshape the data, e.g. "
+            f"`x.reshape((-1, *{tuple(d if d is not None else -1 for d in expected)}))`, or "
+            "pass the data this model was trained on."
+        )
+
+
+def default_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Classification accuracy for softmax/logit outputs (argmax) or one sigmoid output."""
+    y_pred = np.asarray(y_pred)
+    y_true = np.asarray(y_true)
+    if y_pred.ndim >= 2 and y_pred.shape[-1] > 1:
+        predicted = np.argmax(y_pred, axis=-1)
+        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1]:
+            y_true = np.argmax(y_true, axis=-1)  # one-hot labels
+        return float(np.mean(predicted == y_true.reshape(predicted.shape)))
+    predicted = (y_pred.reshape(len(y_pred), -1)[:, 0] > 0.5).astype(np.int64)
+    return float(np.mean(predicted == y_true.reshape(len(y_true), -1)[:, 0]))
+
+
+Metric = Callable[[np.ndarray, np.ndarray], float]

@@ -1,0 +1,1 @@
+"""One technique a module, each with the same parts: validate, apply, code."""

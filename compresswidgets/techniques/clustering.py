@@ -1,0 +1,162 @@
+"""Weight clustering with ``tfmot.clustering.keras.cluster_weights``.
+
+tfmot's ``cluster_weights`` mutates what it is given (a model loses its kernels from
+``model.weights``): it only ever sees private copies here. After ``strip_clustering`` each
+clustered kernel has at most ``clusters`` distinct values (one more, zero, when sparsity is
+preserved): this is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import _keras
+from compresswidgets._data import Data
+from compresswidgets._training import CompileSettings, ProgressCallback, fine_tune
+from compresswidgets.techniques._common import (
+    LayerSelection,
+    check_choice,
+    check_number,
+    kernel_of,
+    select_layers,
+)
+
+INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "random": "RANDOM",
+         "density-based": "DENSITY_BASED"}
+DEFAULT_LEARNING_RATE = 1e-4
+
+
+@dataclass(frozen=True)
+class ClusteringParams:
+    clusters: int
+    init: str
+    preserve_sparsity: bool
+    layers: tuple[str, ...]
+    epochs: int
+    batch_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"technique": "cluster", **self.__dict__, "layers": list(self.layers)}
+
+
+def supports(layer: Any) -> bool:
+    from tensorflow_model_optimization.python.core.clustering.keras import (
+        clusterable_layer,
+        clustering_registry,
+    )
+
+    return isinstance(layer, clusterable_layer.ClusterableLayer) or (
+        clustering_registry.ClusteringRegistry.supports(layer))
+
+
+def validate(model: Any, data: Data, *, clusters: Any, init: Any, preserve_sparsity: Any,
+             layers: LayerSelection, epochs: Any, batch_size: int) -> ClusteringParams:
+    _keras.tfmot()
+    check_number("clusters", clusters, 2, 65536, integer=True,
+                 hint="Pass the number of distinct values per kernel, e.g. clusters=16.")
+    check_choice("init", init, INITS)
+    check_number("epochs", epochs, 0, 1000, integer=True,
+                 hint="Use epochs=0 to cluster without fine-tuning.")
+    names = select_layers(model, layers, supports, "Clustering")
+    for name in names:
+        kernel = kernel_of(model.get_layer(name))
+        size = int(np.prod(kernel.shape)) if kernel is not None else 0
+        if size < clusters:
+            raise ValueError(
+                f"clusters={clusters} is more than the {size} weights of layer {name!r}. "
+                f"Pass clusters <= {size}, or leave {name!r} out with layers=[...].")
+    return ClusteringParams(int(clusters), init, bool(preserve_sparsity), tuple(names),
+                            int(epochs), int(batch_size))
+
+
+def apply(model: Any, data: Data, p: ClusteringParams, settings: CompileSettings,
+          progress: ProgressCallback | None = None) -> tuple[Any, list[str]]:
+    """Cluster a private copy ``model``; return the stripped model and notes."""
+    tfmot, k = _keras.tfmot(), _keras.keras()
+    init = getattr(tfmot.clustering.keras.CentroidInitialization, INITS[p.init])
+    if p.preserve_sparsity:
+        from tensorflow_model_optimization.python.core.clustering.keras.experimental import (
+            cluster as experimental,
+        )
+
+        cluster_weights, extra = experimental.cluster_weights, {"preserve_sparsity": True}
+    else:
+        cluster_weights, extra = tfmot.clustering.keras.cluster_weights, {}
+    chosen = set(p.layers)
+
+    def wrap(layer: Any) -> Any:
+        if layer.name in chosen:
+            return cluster_weights(layer, number_of_clusters=p.clusters,
+                                   cluster_centroids_init=init, **extra)
+        return layer
+
+    clustered = k.models.clone_model(model, clone_function=wrap)
+    if p.epochs > 0:
+        fine_tune(clustered, data, settings=settings, epochs=p.epochs, batch_size=p.batch_size,
+                  technique="Clustering", progress=progress)
+    stripped = tfmot.clustering.keras.strip_clustering(clustered)
+    return stripped, check(stripped, p)
+
+
+def distinct_values(model: Any, layers: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for name in layers:
+        kernel = kernel_of(model.get_layer(name))
+        if kernel is not None:
+            out[name] = int(np.unique(kernel.numpy()).size)
+    return out
+
+
+def check(model: Any, p: ClusteringParams) -> list[str]:
+    limit = p.clusters + (1 if p.preserve_sparsity else 0)
+    bad = {n: d for n, d in distinct_values(model, p.layers).items() if d > limit}
+    if bad:  # tfmot broke its promise: refuse to hand out a wrong variant
+        raise RuntimeError(
+            f"Clustering left more than {limit} distinct values in {bad}; this is a tfmot bug. "
+            "Try init='linear' or fewer epochs, and report the model.")
+    return []
+
+
+def code(p: ClusteringParams, settings: CompileSettings) -> str:
+    """Plain tfmot code for this step; expects ``model``, ``x_train``, ``y_train``."""
+    if p.preserve_sparsity:
+        head = [
+            "from tensorflow_model_optimization.python.core.clustering.keras.experimental "
+            "import cluster as experimental_cluster",
+            "cluster_weights = experimental_cluster.cluster_weights",
+        ]
+        extra = ", preserve_sparsity=True"
+    else:
+        head = ["cluster_weights = tfmot.clustering.keras.cluster_weights"]
+        extra = ""
+    lines = [
+        f"# Cluster {', '.join(p.layers)} into {p.clusters} shared values ({p.init} init"
+        + (", zeros kept" if p.preserve_sparsity else "") + ").",
+        "# cluster_weights mutates what it wraps: give it a private copy.",
+        "base = keras.models.clone_model(model)",
+        "base.set_weights(model.get_weights())",
+        *head,
+        f"cluster_layers = {list(p.layers)!r}",
+        "",
+        "def apply_clustering(layer):",
+        "    if layer.name in cluster_layers:",
+        "        return cluster_weights(",
+        f"            layer, number_of_clusters={p.clusters},",
+        "            cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization."
+        f"{INITS[p.init]}{extra})",
+        "    return layer",
+        "",
+        "clustered = keras.models.clone_model(base, clone_function=apply_clustering)",
+    ]
+    if p.epochs > 0:
+        lines += [
+            f"clustered.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
+            f"                  metrics={list(settings.metrics)!r})",
+            f"clustered.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
+            "verbose=0)",
+        ]
+    lines.append("model = tfmot.clustering.keras.strip_clustering(clustered)")
+    return "\n".join(lines)

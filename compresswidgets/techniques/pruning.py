@@ -1,0 +1,201 @@
+"""Magnitude pruning with ``tfmot.sparsity.keras.prune_low_magnitude``.
+
+The schedule's steps are derived from the data size and epochs so that the target is reached
+even on a small data set (tfmot's default ``frequency=100`` never fires on 43 steps an epoch),
+and the achieved sparsity is measured afterwards, not assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import _keras
+from compresswidgets._data import Data
+from compresswidgets._training import CompileSettings, ProgressCallback, fine_tune
+from compresswidgets.techniques._common import (
+    LayerSelection,
+    check_choice,
+    check_number,
+    kernel_of,
+    select_layers,
+    steps_per_epoch,
+)
+
+SCHEDULES = ("polynomial", "constant")
+STRUCTURES = (None, "2:4")
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+@dataclass(frozen=True)
+class PruningParams:
+    target_sparsity: float
+    schedule: str
+    structure: str | None
+    layers: tuple[str, ...]
+    epochs: int
+    batch_size: int
+    begin_step: int
+    end_step: int
+    frequency: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"technique": "prune", **self.__dict__, "layers": list(self.layers)}
+
+
+def supports(layer: Any) -> bool:
+    from tensorflow_model_optimization.python.core.sparsity.keras import (
+        prunable_layer,
+        prune_registry,
+    )
+
+    return isinstance(layer, prunable_layer.PrunableLayer) or prune_registry.PruneRegistry.supports(
+        layer)
+
+
+def validate(model: Any, data: Data, *, target_sparsity: Any, schedule: Any, structure: Any,
+             layers: LayerSelection, epochs: Any, batch_size: int) -> PruningParams:
+    _keras.tfmot()
+    check_number("target_sparsity", target_sparsity, 0.0, 1.0, high_open=True,
+                 hint="Pass the fraction of weights to zero, e.g. target_sparsity=0.8 for 80 %.")
+    check_choice("schedule", schedule, SCHEDULES)
+    if structure not in STRUCTURES:
+        raise ValueError(f"Unknown structure {structure!r}. Expected None (unstructured) or "
+                         "'2:4' (two of every four consecutive weights are zero).")
+    if structure == "2:4" and target_sparsity not in (0.5,):
+        raise ValueError(
+            f"structure='2:4' always gives 50 % sparsity, but target_sparsity={target_sparsity}."
+            " Pass target_sparsity=0.5 with it, or structure=None for other targets.")
+    check_number("epochs", epochs, 0, 1000, integer=True,
+                 hint="Use epochs=0 for one-shot pruning without fine-tuning.")
+    names = select_layers(model, layers, supports, "Pruning")
+    steps = steps_per_epoch(len(data.x_train), batch_size) * epochs
+    if epochs == 0 or schedule == "constant":
+        frequency = max(1, min(steps, steps_per_epoch(len(data.x_train), batch_size) // 2))
+        begin, end = 0, -1
+    else:
+        # Updates every `frequency` steps, the last one exactly at end_step, so the final
+        # sparsity is the target; the remaining steps fine-tune with the mask fixed.
+        frequency = max(1, steps // 10)
+        begin, end = 0, max(frequency, frequency * int(0.8 * steps // frequency))
+    return PruningParams(float(target_sparsity), schedule, structure, tuple(names), int(epochs),
+                         int(batch_size), begin, end, frequency)
+
+
+def _schedule(tfmot: Any, p: PruningParams) -> Any:
+    if p.epochs == 0 or p.schedule == "constant":
+        return tfmot.sparsity.keras.ConstantSparsity(p.target_sparsity, begin_step=p.begin_step,
+                                                     end_step=p.end_step, frequency=p.frequency)
+    return tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0,
+                                                final_sparsity=p.target_sparsity,
+                                                begin_step=p.begin_step, end_step=p.end_step,
+                                                frequency=p.frequency)
+
+
+def apply(model: Any, data: Data, p: PruningParams, settings: CompileSettings,
+          progress: ProgressCallback | None = None) -> tuple[Any, list[str]]:
+    """Prune a private copy ``model``; return the stripped model and notes on the result."""
+    tfmot, k = _keras.tfmot(), _keras.keras()
+    schedule = _schedule(tfmot, p)
+    extra = {"sparsity_m_by_n": (2, 4)} if p.structure == "2:4" else {}
+    chosen = set(p.layers)
+
+    def wrap(layer: Any) -> Any:
+        if layer.name in chosen:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule,
+                                                            **extra)
+        return layer
+
+    pruned = k.models.clone_model(model, clone_function=wrap)
+    if p.epochs == 0:
+        one_shot(pruned)
+    else:
+        fine_tune(pruned, data, settings=settings, epochs=p.epochs, batch_size=p.batch_size,
+                  technique="Pruning", progress=progress,
+                  callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    return stripped, check(stripped, p)
+
+
+def one_shot(pruned: Any) -> None:
+    """Magnitude pruning without training: one mask update at step 1, then apply the masks."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    for layer in pruned.layers:
+        if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
+            layer.pruning_step.assign(1)
+            layer.pruning_obj.conditional_mask_update()
+            layer.pruning_obj.weight_mask_op()
+
+
+def achieved(model: Any, layers: tuple[str, ...]) -> dict[str, float]:
+    """Fraction of exact zeros in each pruned layer's kernel."""
+    out = {}
+    for name in layers:
+        layer = model.get_layer(name)
+        kernel = kernel_of(layer)
+        if kernel is not None:
+            out[name] = float(np.mean(kernel.numpy() == 0))
+    return out
+
+
+def check(model: Any, p: PruningParams) -> list[str]:
+    """Notes where a layer fell short of the target by more than one point."""
+    target = 0.5 if p.structure == "2:4" else p.target_sparsity
+    notes = []
+    for name, value in achieved(model, p.layers).items():
+        if value < target - 0.01:
+            notes.append(
+                f"Layer {name!r} reached {value:.1%} sparsity, short of the {target:.0%} target. "
+                "Train for more epochs or use schedule='constant'.")
+    return notes
+
+
+def code(p: PruningParams, settings: CompileSettings) -> str:
+    """Plain tfmot code for this step; expects ``model``, ``x_train``, ``y_train``."""
+    if p.epochs == 0 or p.schedule == "constant":
+        sched = (f"tfmot.sparsity.keras.ConstantSparsity({p.target_sparsity!r}, "
+                 f"begin_step={p.begin_step}, end_step={p.end_step}, frequency={p.frequency})")
+    else:
+        sched = (f"tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, "
+                 f"final_sparsity={p.target_sparsity!r}, begin_step={p.begin_step}, "
+                 f"end_step={p.end_step}, frequency={p.frequency})")
+    extra = ", sparsity_m_by_n=(2, 4)" if p.structure == "2:4" else ""
+    lines = [
+        f"# Prune {', '.join(p.layers)} to {p.target_sparsity:.0%} sparsity"
+        + (" (2:4 structure)" if p.structure else "") + ".",
+        "# A private copy first: wrapping layers of `model` itself would train its weights.",
+        "base = keras.models.clone_model(model)",
+        "base.set_weights(model.get_weights())",
+        f"schedule = {sched}",
+        f"prune_layers = {list(p.layers)!r}",
+        "",
+        "def apply_pruning(layer):",
+        "    if layer.name in prune_layers:",
+        "        return tfmot.sparsity.keras.prune_low_magnitude(",
+        f"            layer, pruning_schedule=schedule{extra})",
+        "    return layer",
+        "",
+        "pruned = keras.models.clone_model(base, clone_function=apply_pruning)",
+    ]
+    if p.epochs == 0:
+        lines += [
+            "# One-shot: no training, one mask update (step 1), then apply the masks.",
+            "for layer in pruned.layers:",
+            "    if hasattr(layer, 'pruning_obj'):",
+            "        layer.pruning_step.assign(1)",
+            "        layer.pruning_obj.conditional_mask_update()",
+            "        layer.pruning_obj.weight_mask_op()",
+        ]
+    else:
+        lines += [
+            f"pruned.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
+            f"               metrics={list(settings.metrics)!r})",
+            f"pruned.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
+            "verbose=0,",
+            "           callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])",
+        ]
+    lines.append("model = tfmot.sparsity.keras.strip_pruning(pruned)")
+    return "\n".join(lines)

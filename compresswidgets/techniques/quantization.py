@@ -1,0 +1,204 @@
+"""Quantization: post-training with the TFLite converter, or quantization-aware training.
+
+QAT on a pruned and/or clustered base keeps what those bought, with tfmot's collaborative
+schemes: PQAT (sparsity), CQAT (clusters) and PCQAT (both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import _keras
+from compresswidgets._data import Data
+from compresswidgets._training import CompileSettings, ProgressCallback, fine_tune
+from compresswidgets.techniques._common import (
+    LayerSelection,
+    check_choice,
+    check_number,
+    select_layers,
+)
+
+MODES = ("dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
+CALIBRATED = ("int8", "int8-only", "int16x8")
+SCHEMES = {
+    "default": "tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()",
+    "pqat": "tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()",
+    "cqat": "tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()",
+    "pcqat": "tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme("
+             "preserve_sparsity=True)",
+}
+DEFAULT_LEARNING_RATE = 1e-4
+_SEED = 7
+
+
+@dataclass(frozen=True)
+class QuantizationParams:
+    mode: str
+    representative_samples: int
+    epochs: int
+    batch_size: int
+    layers: tuple[str, ...] | None
+    scheme: str
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"technique": "quantize", **self.__dict__}
+        d["layers"] = None if self.layers is None else list(self.layers)
+        return d
+
+
+def scheme_for(lineage: list[str]) -> str:
+    """The QAT scheme that keeps what earlier steps of the lineage did."""
+    pruned, clustered = "prune" in lineage, "cluster" in lineage
+    return {(False, False): "default", (True, False): "pqat", (False, True): "cqat",
+            (True, True): "pcqat"}[(pruned, clustered)]
+
+
+def _registry() -> Any:
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def qat_supports(layer: Any) -> bool:
+    return _registry().supports(layer)
+
+
+def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, epochs: Any,
+             layers: LayerSelection, batch_size: int, lineage: list[str]) -> QuantizationParams:
+    check_choice("quantization mode", mode, MODES)
+    check_number("representative_samples", representative_samples, 0, 100_000, integer=True)
+    if mode in CALIBRATED and min(representative_samples, len(data.x_train)) < 1:
+        raise ValueError(
+            f"Mode {mode!r} needs representative data to calibrate activation ranges, but "
+            f"representative_samples={representative_samples} and the training split has "
+            f"{len(data.x_train)} samples. Pass representative_samples=100 (drawn from "
+            "x_train), or use mode='dynamic', which needs no data.")
+    names: tuple[str, ...] | None = None
+    if mode == "qat":
+        _keras.tfmot()
+        check_number("epochs", epochs, 1, 1000, integer=True,
+                     hint="Quantization-aware training needs at least one epoch.")
+        if layers is None:
+            unsupported = [layer for layer in model.layers
+                           if type(layer).__name__ != "InputLayer" and not qat_supports(layer)]
+            if unsupported:
+                ok = [layer.name for layer in model.layers if layer.weights
+                      and qat_supports(layer)]
+                raise ValueError(
+                    "QAT cannot quantize layer(s) "
+                    + ", ".join(f"{layer.name!r} ({type(layer).__name__})"
+                                for layer in unsupported)
+                    + ": tfmot's 8-bit scheme has no QuantizeConfig for them. Quantize only the "
+                    f"supported layers with layers={ok!r}, or use post-training quantization "
+                    "(mode='int8'), which handles every TFLite op.")
+        else:
+            names = tuple(select_layers(model, layers, qat_supports, "QAT"))
+    return QuantizationParams(mode, int(representative_samples), int(epochs), int(batch_size),
+                              names, scheme_for(lineage) if mode == "qat" else "default")
+
+
+def representative(data: Data, samples: int) -> np.ndarray:
+    """``samples`` training inputs, drawn with a fixed seed."""
+    order = np.random.default_rng(_SEED).permutation(len(data.x_train))[:samples]
+    return np.asarray(data.x_train[np.sort(order)], dtype=np.float32)
+
+
+def _scheme(tfmot: Any, name: str) -> Any:
+    if name == "default":
+        return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    if name == "pqat":
+        return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+        preserve_sparsity=name == "pcqat")
+
+
+def apply_qat(model: Any, data: Data, p: QuantizationParams, settings: CompileSettings,
+              progress: ProgressCallback | None = None) -> Any:
+    """Quantization-aware training of a private copy; returns the QAT Keras model."""
+    tfmot, k = _keras.tfmot(), _keras.keras()
+    q = tfmot.quantization.keras
+    if p.layers is None:
+        annotated = q.quantize_annotate_model(model)
+    else:
+        chosen = set(p.layers)
+        annotated = k.models.clone_model(
+            model, clone_function=lambda layer: q.quantize_annotate_layer(layer)
+            if layer.name in chosen else layer)
+    try:
+        with q.quantize_scope():
+            qat = q.quantize_apply(annotated, _scheme(tfmot, p.scheme))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(
+            f"tfmot could not quantize this model: {exc} Quantize only some layers with "
+            "layers=[...], or use post-training quantization (mode='int8').") from exc
+    fine_tune(qat, data, settings=settings, epochs=p.epochs, batch_size=p.batch_size,
+              technique="Quantization-aware training", progress=progress)
+    return qat
+
+
+def code(p: QuantizationParams, settings: CompileSettings | None) -> str:
+    """Plain code for this step; expects ``model`` and ``x_train``; ends with ``tflite_model``."""
+    lines: list[str] = []
+    if p.mode == "qat":
+        lines += [
+            "# Quantization-aware training" + {
+                "default": "", "pqat": " that keeps the sparsity (PQAT)",
+                "cqat": " that keeps the clusters (CQAT)",
+                "pcqat": " that keeps sparsity and clusters (PCQAT)"}[p.scheme] + ".",
+            "base = keras.models.clone_model(model)",
+            "base.set_weights(model.get_weights())",
+        ]
+        if p.layers is None:
+            lines.append("annotated = tfmot.quantization.keras.quantize_annotate_model(base)")
+        else:
+            lines += [
+                f"qat_layers = {list(p.layers)!r}",
+                "annotated = keras.models.clone_model(base, clone_function=lambda layer: (",
+                "    tfmot.quantization.keras.quantize_annotate_layer(layer)",
+                "    if layer.name in qat_layers else layer))",
+            ]
+        lines += [
+            "with tfmot.quantization.keras.quantize_scope():",
+            f"    model = tfmot.quantization.keras.quantize_apply(annotated, {SCHEMES[p.scheme]})",
+            f"model.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
+            f"              metrics={list(settings.metrics)!r})",
+            f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
+            "verbose=0)",
+        ]
+    lines += converter_code(p.mode, p.representative_samples)
+    return "\n".join(lines)
+
+
+def converter_code(mode: str, samples: int = 100) -> list[str]:
+    lines = ["converter = tf.lite.TFLiteConverter.from_keras_model(model)"]
+    if mode != "float32":
+        lines.append("converter.optimizations = [tf.lite.Optimize.DEFAULT]")
+    if mode == "float16":
+        lines.append("converter.target_spec.supported_types = [tf.float16]")
+    if mode in CALIBRATED:
+        lines += [
+            f"rng = np.random.default_rng({_SEED})",
+            f"calibration = x_train[np.sort(rng.permutation(len(x_train))[:{samples}])]",
+            "",
+            "def representative_dataset():",
+            "    for i in range(len(calibration)):",
+            "        yield [calibration[i : i + 1].astype(np.float32)]",
+            "",
+            "converter.representative_dataset = representative_dataset",
+        ]
+    if mode == "int8-only":
+        lines += [
+            "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]",
+            "converter.inference_input_type = tf.int8",
+            "converter.inference_output_type = tf.int8",
+        ]
+    if mode == "int16x8":
+        lines.append("converter.target_spec.supported_ops = "
+                     "[tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]")
+    lines.append("tflite_model = converter.convert()")
+    return lines

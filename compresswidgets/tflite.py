@@ -1,0 +1,336 @@
+"""TFLite: conversion (in a recycled worker process), sizes, running a model, weight errors.
+
+Example:
+    >>> blob = convert(model, "dynamic")                     # doctest: +SKIP
+    >>> sizes(blob)                                           # doctest: +SKIP
+    (41864, 28391)
+    >>> evaluate(blob, x_test, y_test)                        # doctest: +SKIP
+    0.9711
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import _convert_worker, _keras
+from compresswidgets._data import Metric, default_metric
+
+__all__ = ["MODES", "ConversionError", "convert", "evaluate", "quantization_error", "sizes"]
+
+#: Converter settings by name; "float32" is the plain conversion used to size Keras variants.
+MODES = ("float32", "dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
+#: Modes that need representative data from the training split.
+CALIBRATED = ("int8", "int8-only", "int16x8")
+#: A converter process is replaced after this many conversions, which bounds its memory.
+RECYCLE_AFTER = 8
+
+_lock = threading.Lock()
+
+
+class ConversionError(RuntimeError):
+    """The TFLite converter refused a model; the message is the converter's own."""
+
+
+class _Worker:
+    """A converter process fed over pipes; replaced after RECYCLE_AFTER jobs or a crash.
+
+    A plain subprocess (not multiprocessing) so that scripts without a ``__main__`` guard work.
+    """
+
+    def __init__(self) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        env = dict(os.environ)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
+                                                          env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "compresswidgets._convert_worker", str(RECYCLE_AFTER)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.jobs = 0
+
+    def usable(self) -> bool:
+        return self.proc.poll() is None and self.jobs < RECYCLE_AFTER
+
+    def run(self, request: tuple) -> dict[str, Any] | None:
+        self.jobs += 1
+        try:
+            _convert_worker._write(self.proc.stdin, request)
+            return _convert_worker._read(self.proc.stdout)
+        except (BrokenPipeError, OSError):
+            return None
+
+    def stderr_tail(self, limit: int = 1500) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-limit:]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+_worker: _Worker | None = None
+
+
+def shutdown() -> None:
+    """Stop the converter process (a new one starts on the next conversion)."""
+    global _worker
+    with _lock:
+        if _worker is not None:
+            _worker.close()
+            _worker = None
+
+
+def convert(model: Any, mode: str = "float32", representative: np.ndarray | None = None) -> bytes:
+    """Convert a Keras model to a .tflite flatbuffer with the settings of ``mode``.
+
+    The model is exported as a SavedModel here and converted in a separate process.
+
+    Raises:
+        ConversionError: with the converter's message when it fails.
+    """
+    if mode not in MODES:
+        raise ValueError(f"Unknown conversion mode {mode!r}. Expected one of {', '.join(MODES)}.")
+    if mode in CALIBRATED and (representative is None or len(representative) == 0):
+        raise ValueError(
+            f"Mode {mode!r} calibrates activation ranges and needs representative samples, but "
+            "none were given. Pass representative=x_train[:100] (a Workbench does this from "
+            "its training split)."
+        )
+    tf = _keras.tf()
+    folder = tempfile.mkdtemp(prefix="cw-convert-")
+    try:
+        saved = os.path.join(folder, "saved_model")
+        with _keras._quiet_native_logs():
+            try:
+                tf.saved_model.save(model, saved)
+            except Exception as exc:
+                raise ConversionError(f"Could not export the model for conversion: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        rep_path = None
+        if representative is not None and mode in CALIBRATED:
+            rep_path = os.path.join(folder, "representative.npy")
+            np.save(rep_path, np.asarray(representative, dtype=np.float32))
+        result = _run((saved, mode, rep_path))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if "error" in result:
+        raise ConversionError(f"The TFLite converter failed ({mode}): {result['error']}")
+    return result["tflite"]
+
+
+def _run(request: tuple) -> dict[str, Any]:
+    global _worker
+    with _lock:
+        for attempt in (1, 2):
+            if _worker is None or not _worker.usable():
+                if _worker is not None:
+                    _worker.close()
+                _worker = _Worker()
+            result = _worker.run(request)
+            if result is not None:
+                return result
+            tail = _worker.stderr_tail()
+            _worker.close()
+            _worker = None
+            if attempt == 2:
+                raise ConversionError(
+                    f"The converter process died while converting ({request[1]}), twice. It "
+                    "may have run out of memory; close other notebooks or try a smaller model. "
+                    f"Its last words:\n{tail}")
+    raise AssertionError("unreachable")
+
+
+def sizes(tflite: bytes) -> tuple[int, int]:
+    """``(size_bytes, gzipped_bytes)``: gzip (level 9) is where sparsity and clusters pay off."""
+    return len(tflite), len(gzip.compress(tflite, compresslevel=9, mtime=0))
+
+
+def interpreter(tflite: bytes, num_threads: int = 1) -> Any:
+    """A LiteRT interpreter for the flatbuffer (not yet allocated)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _keras._quiet_native_logs():
+        return Interpreter(model_content=tflite, num_threads=num_threads)
+
+
+def input_dtype(tflite: bytes) -> np.dtype:
+    return np.dtype(interpreter(tflite).get_input_details()[0]["dtype"])
+
+
+def predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Run the model on ``x`` (float inputs; int8/uint8 models are quantized for you)."""
+    with _keras._quiet_native_logs():
+        return _predict(tflite, x, batch)
+
+
+def _predict(tflite: bytes, x: np.ndarray, batch: int) -> np.ndarray:
+    it = interpreter(tflite, num_threads=min(2, os.cpu_count() or 1))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = np.asarray(x[start : start + batch])
+        try:
+            it.resize_tensor_input(inp["index"], list(chunk.shape), strict=False)
+            it.allocate_tensors()
+        except (RuntimeError, ValueError):  # a fixed batch: go one sample at a time
+            return np.concatenate([_predict(tflite, x[i : i + 1], 1) for i in range(len(x))])
+        it.set_tensor(inp["index"], _quantize(chunk, inp))
+        it.invoke()
+        outputs.append(_dequantize(it.get_tensor(out["index"]), out))
+    return np.concatenate(outputs)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
+def evaluate(tflite: bytes, x: np.ndarray, y: np.ndarray, metric: Metric | None = None) -> float:
+    """The metric (default: accuracy) of the .tflite model on ``(x, y)``."""
+    return float((metric or default_metric)(y, predict(tflite, x)))
+
+
+# --------------------------------------------------------------------------- weight errors
+@dataclass(frozen=True)
+class WeightError:
+    """A Keras kernel against its dequantized TFLite counterpart."""
+
+    layer: str
+    weight: str
+    tflite_dtype: str
+    max_abs_error: float
+    snr_db: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "weight": self.weight, "tflite_dtype": self.tflite_dtype,
+                "max_abs_error": self.max_abs_error, "snr_db": self.snr_db}
+
+
+def _constants(tflite: bytes) -> list[tuple[str, np.ndarray, dict]]:
+    it = interpreter(tflite)
+    with _keras._quiet_native_logs():
+        it.allocate_tensors()
+    found = []
+    for detail in it.get_tensor_details():
+        if len(detail["shape"]) < 2:
+            continue
+        try:
+            value = it.get_tensor(detail["index"])
+        except ValueError:  # activations have no data until run
+            continue
+        found.append((detail["name"], np.array(value), detail))
+    return found
+
+
+def _dequantize_weights(value: np.ndarray, detail: dict) -> np.ndarray:
+    q = detail["quantization_parameters"]
+    if value.dtype.kind == "f":
+        return value.astype(np.float32)
+    scales, zeros = np.asarray(q["scales"], np.float32), np.asarray(q["zero_points"], np.float32)
+    if scales.size == 0:
+        return value.astype(np.float32)
+    axis = int(q["quantized_dimension"])
+    shape = [1] * value.ndim
+    shape[axis] = -1
+    if scales.size == 1:
+        shape = [1] * value.ndim
+    return (value.astype(np.float32) - zeros.reshape(shape)) * scales.reshape(shape)
+
+
+def _to_keras_layout(value: np.ndarray, keras_shape: tuple[int, ...]) -> np.ndarray | None:
+    candidates = [value]
+    if value.ndim == 4:
+        candidates += [value.transpose(1, 2, 3, 0), value.reshape(keras_shape)
+                       if value.size == math.prod(keras_shape) else value]
+    if value.ndim == 2:
+        candidates.append(value.T)
+    for c in candidates:
+        if c.shape == tuple(keras_shape):
+            return c
+    return None
+
+
+def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
+    """Per kernel: max absolute error and SNR (dB) of the TFLite weights against ``model``'s.
+
+    Kernels are matched by layer name in the TFLite tensor names (``.../conv2d/Conv2D``; QAT
+    layers appear as ``quant_conv2d``) and by size; layers the converter folded or renamed
+    beyond recognition are left out.
+    """
+    constants = _constants(tflite)
+    errors = []
+    for layer in _kernel_layers(model):
+        kernel = getattr(layer, "depthwise_kernel", None)
+        weight = "depthwise_kernel"
+        if kernel is None:
+            kernel, weight = layer.kernel, "kernel"
+        reference = np.asarray(kernel.numpy(), dtype=np.float32)
+        keys = (f"/{layer.name}/", f"/quant_{layer.name}/")
+        for name, value, detail in constants:
+            if value.size != reference.size or not any(key in name for key in keys):
+                continue
+            restored = _to_keras_layout(_dequantize_weights(value, detail), reference.shape)
+            if restored is None:
+                continue
+            diff = restored.astype(np.float64) - reference
+            noise = float(np.sum(diff * diff))
+            signal = float(np.sum(reference.astype(np.float64) ** 2))
+            snr = math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
+            errors.append(WeightError(layer.name, weight, str(value.dtype),
+                                      float(np.max(np.abs(diff))), snr))
+            break
+    return errors
+
+
+def _kernel_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        if getattr(layer, "layers", None):
+            out.extend(_kernel_layers(layer))
+        elif getattr(layer, "kernel", None) is not None or getattr(layer, "depthwise_kernel",
+                                                                      None) is not None:
+            out.append(layer)
+        elif getattr(layer, "layer", None) is not None:  # a QAT wrapper: read its variables
+            variables = {v.name.rsplit("/", 1)[-1].split(":")[0]: v for v in layer.weights}
+            kernel = variables.get("depthwise_kernel", variables.get("kernel"))
+            if kernel is not None:
+                out.append(_Renamed(layer.layer.name, variables))
+    return out
+
+
+class _Renamed:
+    """A QAT wrapper's inner layer (``quant_conv2d`` wraps ``conv2d``) with its variables."""
+
+    def __init__(self, name: str, variables: dict[str, Any]) -> None:
+        self.name = name
+        self.kernel = variables.get("kernel")
+        self.depthwise_kernel = variables.get("depthwise_kernel")

@@ -1,0 +1,343 @@
+"""Variant: one compressed (or original) model, its recipe, lineage, metrics and code."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import tflite as tfl
+from compresswidgets._data import Data, Metric
+from compresswidgets.inspection import inspect_weights
+
+__all__ = ["Variant", "safe_filename"]
+
+FORMAT = "compresswidgets.variant/1"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a Workbench shares with its variants."""
+
+    data: Data
+    metric: Metric
+    metric_name: str
+    preamble: str
+
+
+def safe_filename(name: str, limit: int = 80) -> str:
+    """A file name made from untrusted text: letters, digits, '.', '-', '_' only; no dot first.
+
+    Example:
+        >>> safe_filename("../prune 80% > <b>x</b>")
+        'prune_80_b_x_b'
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
+    stem = re.sub(r"_+", "_", stem)[:limit].strip("._-")
+    return stem or "variant"
+
+
+HEADER = '''\
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tfmot needs Keras 2 (tf_keras): before TensorFlow
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+'''
+
+
+class Variant:
+    """A model made by a technique from a parent variant, with its recipe and metrics.
+
+    Metrics are computed on first use and cached: ``accuracy`` (on the test split; for
+    quantized variants the .tflite model run by the LiteRT interpreter), ``size_bytes`` and
+    ``gzipped_bytes`` of the .tflite (Keras variants are converted as plain float32),
+    ``params``, ``sparsity``, per-layer ``layers`` and, for quantized variants,
+    ``quantization_error``.
+
+    Example:
+        >>> q = wb.quantize("dynamic")                         # doctest: +SKIP
+        >>> q.accuracy, q.size_bytes, q.gzipped_bytes          # doctest: +SKIP
+        >>> print(q.code)                                      # doctest: +SKIP
+    """
+
+    def __init__(self, name: str, recipe: dict[str, Any], *, parent: Variant | None = None,
+                 keras_model: Any = None, tflite: bytes | None = None, mode: str = "float32",
+                 context: Context | None = None, notes: tuple[str, ...] = (),
+                 code_step: str = "", metrics: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._recipe = MappingProxyType(dict(recipe))
+        self._parent = parent
+        self._keras_model = keras_model
+        self._tflite = tflite
+        self._mode = mode
+        self._context = context
+        self._notes = tuple(notes)
+        self._code_step = code_step
+        self._metrics: dict[str, Any] = dict(metrics or {})
+        self._conversion_error: str | None = None
+        self._saved_code: str | None = None
+        self._saved_lineage: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """Technique, every parameter, and the parent's name."""
+        return {**self._recipe, "parent": self._parent.name if self._parent else None}
+
+    @property
+    def technique(self) -> str:
+        return str(self._recipe.get("technique", "original"))
+
+    @property
+    def parent(self) -> Variant | None:
+        return self._parent
+
+    @property
+    def lineage(self) -> list[Variant]:
+        """From the original to this variant."""
+        chain, node = [], self
+        while node is not None:
+            chain.append(node)
+            node = node._parent
+        return chain[::-1]
+
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model (tfmot wrappers stripped), or None for post-training quantization."""
+        return self._keras_model
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Warnings about the result, e.g. a layer that fell short of the target sparsity."""
+        return self._notes
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.technique == "quantize"
+
+    def __repr__(self) -> str:
+        return f"Variant({self._name!r}, technique={self.technique!r})"
+
+    # ------------------------------------------------------------------ tflite
+    @property
+    def tflite(self) -> bytes:
+        """The .tflite flatbuffer (converted on first use and cached)."""
+        if self._tflite is None:
+            if self._conversion_error is not None:
+                raise tfl.ConversionError(self._conversion_error)
+            if self._keras_model is None:
+                raise tfl.ConversionError(f"Variant {self._name!r} has no model to convert.")
+            try:
+                self._tflite = tfl.convert(self._keras_model, self._mode)
+            except tfl.ConversionError as exc:
+                self._conversion_error = str(exc)
+                raise
+        return self._tflite
+
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._metrics:
+            self._metrics[key] = compute()
+        return self._metrics[key]
+
+    def _need_context(self, what: str) -> Context:
+        if self._context is None:
+            raise ValueError(f"{what} of variant {self._name!r} was not saved with it and "
+                             "cannot be computed without its Workbench's data.")
+        return self._context
+
+    @property
+    def size_bytes(self) -> int:
+        return self._cached("size_bytes", lambda: tfl.sizes(self.tflite)[0])
+
+    @property
+    def gzipped_bytes(self) -> int:
+        return self._cached("gzipped_bytes", lambda: tfl.sizes(self.tflite)[1])
+
+    # ------------------------------------------------------------------ accuracy
+    @property
+    def keras_accuracy(self) -> float | None:
+        """The metric of the Keras model on the test split (None without a Keras model)."""
+        def compute() -> float | None:
+            if self._keras_model is None:
+                return None
+            ctx = self._need_context("keras_accuracy")
+            pred = self._keras_model.predict(ctx.data.x_test, batch_size=256, verbose=0)
+            return float(ctx.metric(ctx.data.y_test, pred))
+        return self._cached("keras_accuracy", compute)
+
+    @property
+    def tflite_accuracy(self) -> float:
+        """The metric of the .tflite model, run by the LiteRT interpreter."""
+        def compute() -> float:
+            ctx = self._need_context("tflite_accuracy")
+            return tfl.evaluate(self.tflite, ctx.data.x_test, ctx.data.y_test, ctx.metric)
+        return self._cached("tflite_accuracy", compute)
+
+    @property
+    def accuracy(self) -> float:
+        """Test accuracy (or the Workbench's metric): of the .tflite for quantized variants."""
+        if self.is_quantized or self._keras_model is None:
+            return self.tflite_accuracy
+        return self.keras_accuracy
+
+    # ------------------------------------------------------------------ weights
+    def _weights_model(self) -> Any:
+        node: Variant | None = self
+        while node is not None and node._keras_model is None:
+            node = node._parent
+        return None if node is None else node._keras_model
+
+    @property
+    def params(self) -> int:
+        model = self._weights_model()
+        return self._cached("params", lambda: int(model.count_params()) if model else 0)
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        """Per layer with a kernel: class, parameters, sparsity, distinct values (and the
+        quantization error of its weights for quantized variants)."""
+        def compute() -> list[dict[str, Any]]:
+            model = self._weights_model()
+            if model is None:
+                return []
+            report = inspect_weights(model, bins=None)
+            rows = [{"layer": t.layer.split("/")[-1], "path": t.layer, "class": t.layer_class,
+                     "params": t.params, "sparsity": t.sparsity, "distinct": t.distinct}
+                    for t in report.tensors if t.weight in ("kernel", "depthwise_kernel")]
+            if self.is_quantized:
+                errors = {e.layer: e for e in self.quantization_error}
+                for row in rows:
+                    e = errors.get(row["layer"])
+                    row.update(tflite_dtype=e.tflite_dtype if e else None,
+                               max_abs_error=e.max_abs_error if e else None,
+                               snr_db=e.snr_db if e else None)
+            return rows
+        return self._cached("layers", compute)
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of exact zeros over all kernels."""
+        rows = self.layers
+        total = sum(r["params"] for r in rows)
+        return sum(r["sparsity"] * r["params"] for r in rows) / total if total else 0.0
+
+    @property
+    def quantization_error(self) -> list[tfl.WeightError]:
+        """Float kernels against the dequantized TFLite kernels (quantized variants)."""
+        if not self.is_quantized:
+            return []
+
+        def compute() -> list[dict[str, Any]]:
+            model = self._weights_model()
+            return [e.as_dict() for e in tfl.quantization_error(model, self.tflite)]
+        return [tfl.WeightError(**e) for e in self._cached("quantization_error", compute)]
+
+    def metrics(self) -> dict[str, Any]:
+        """Every metric, computed now if need be."""
+        out = {
+            "accuracy": self.accuracy, "keras_accuracy": self.keras_accuracy,
+            "tflite_accuracy": self.tflite_accuracy, "size_bytes": self.size_bytes,
+            "gzipped_bytes": self.gzipped_bytes, "params": self.params,
+            "sparsity": self.sparsity, "layers": self.layers,
+        }
+        if self.is_quantized:
+            out["quantization_error"] = [e.as_dict() for e in self.quantization_error]
+            out["input_dtype"] = str(tfl.input_dtype(self.tflite))
+        return out
+
+    # ------------------------------------------------------------------ code
+    @property
+    def code(self) -> str:
+        """Plain tfmot / TFLiteConverter code that reproduces this variant, step by step."""
+        if self._saved_code is not None:
+            return self._saved_code
+        preamble = self._context.preamble if self._context else (
+            "# model = ...  (your tf_keras model)\n# x_train, y_train, x_test, y_test = ...")
+        parts = [f"# Reproduces the compresswidgets variant {self._name!r}.", HEADER, preamble]
+        for step in self.lineage[1:]:
+            parts.append(step._code_step)
+        if not self.is_quantized:
+            parts.append("# The .tflite file (float32) that size_bytes and gzipped_bytes measure.\n"
+                         + "\n".join(_float_converter()))
+        parts.append('with open("model.tflite", "wb") as f:\n    f.write(tflite_model)')
+        return "\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> Path:
+        """Write ``<name>.tflite`` and ``<name>.json`` (recipe, lineage, metrics) to ``folder``.
+
+        The file name is the variant's name made safe for any file system. Returns the JSON path.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = safe_filename(self._name)
+        blob = self.tflite
+        metrics = self.metrics()
+        document = {
+            "format": FORMAT, "name": self._name, "recipe": self.recipe,
+            "lineage": [v.recipe | {"name": v.name} for v in self.lineage],
+            "metrics": metrics, "notes": list(self._notes), "tflite": f"{stem}.tflite",
+            "code": self.code,
+        }
+        (folder / f"{stem}.tflite").write_bytes(blob)
+        path = folder / f"{stem}.json"
+        path.write_text(json.dumps(document, indent=2, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Variant:
+        """Read back what :meth:`save` wrote (the JSON file, or a folder holding one)."""
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(path.glob("*.json"))
+            if len(found) != 1:
+                raise ValueError(
+                    f"{str(path)!r} holds {len(found)} .json files; expected exactly one. Pass "
+                    "the path of the variant's .json file itself.")
+            path = found[0]
+        if not path.is_file():
+            raise FileNotFoundError(f"No saved variant at {str(path)!r}. Pass the .json file "
+                                    "that Variant.save() wrote.")
+        try:
+            document = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{str(path)!r} is not a saved variant: {exc}.") from exc
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ValueError(f"{str(path)!r} is not a compresswidgets variant (format "
+                             f"{document.get('format') if isinstance(document, dict) else None!r}"
+                             f", expected {FORMAT!r}).")
+        blob_path = path.parent / Path(str(document["tflite"])).name  # never outside the folder
+        recipe = dict(document["recipe"])
+        recipe.pop("parent", None)
+        variant = cls(document["name"], recipe, tflite=blob_path.read_bytes(),
+                      notes=tuple(document.get("notes", ())), metrics=document["metrics"])
+        variant._saved_code = document.get("code")
+        variant._saved_lineage = document.get("lineage", [])
+        return variant
+
+
+def _float_converter() -> list[str]:
+    from compresswidgets.techniques.quantization import converter_code
+
+    return converter_code("float32")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return str(value)

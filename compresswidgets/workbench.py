@@ -1,0 +1,295 @@
+"""Workbench: variants of a live Keras model, made by pruning, clustering and quantization.
+
+The user's model is never touched: the Workbench keeps a private clone as ``original`` and
+every technique starts from a fresh clone of its base variant.
+
+Example:
+    >>> import compresswidgets as cw
+    >>> model, data = cw.demo_model()                                   # doctest: +SKIP
+    >>> wb = cw.Workbench(model, data)                                  # doctest: +SKIP
+    >>> p = wb.prune(target_sparsity=0.8, epochs=2)                     # doctest: +SKIP
+    >>> c = wb.cluster(clusters=16, preserve_sparsity=True, base=p)     # doctest: +SKIP
+    >>> q = wb.quantize("dynamic", base=c)                              # doctest: +SKIP
+    >>> wb.compare()                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from compresswidgets import _keras
+from compresswidgets import tflite as tfl
+from compresswidgets._data import Metric, as_data, check_against_model, default_metric
+from compresswidgets._keras import describe
+from compresswidgets._training import ProgressCallback, compile_settings
+from compresswidgets.techniques import clustering, pruning, quantization
+from compresswidgets.techniques._common import (
+    LayerSelection,
+    check_number,
+    clone_with_weights,
+    require_tfmot_model,
+)
+from compresswidgets.variant import Context, Variant
+
+__all__ = ["Comparison", "Workbench"]
+
+
+class Comparison(list):
+    """Rows of :meth:`Workbench.compare` (a list of dicts); ``to_dataframe()`` with pandas."""
+
+    def to_dataframe(self) -> Any:
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("to_dataframe() needs pandas: `pip install pandas`. The rows are "
+                              "already a list of dicts.") from exc
+        return pd.DataFrame.from_records(self)
+
+    def __str__(self) -> str:
+        head = (f"{'variant':<34} {'accuracy':>8} {'Δ':>7} {'size':>10} {'gzipped':>10} "
+                f"{'x smaller':>9} {'sparsity':>8}")
+        lines = [head, "-" * len(head)]
+        for r in self:
+            lines.append(
+                f"{r['name'][:34]:<34} {r['accuracy']:>8.4f} {r['accuracy_delta']:>+7.4f} "
+                f"{r['size_bytes']:>10,} {r['gzipped_bytes']:>10,} "
+                f"{r['gzipped_ratio']:>8.2f}x {r['sparsity']:>8.1%}")
+        return "\n".join(lines)
+
+
+class Workbench:
+    """Compress a live Keras model into variants, each evaluated and sized.
+
+    Args:
+        model: a built Keras model (tf_keras for pruning, clustering and QAT; any for
+            post-training quantization). Only a private clone is ever used.
+        data: ``(x_train, y_train, x_test, y_test)`` arrays, or the demo's data.
+        metric: ``metric(y_true, y_pred) -> float`` where the task is not classification;
+            default: accuracy.
+        batch_size: for fine-tuning.
+    """
+
+    def __init__(self, model: Any, data: Any, *, metric: Metric | None = None,
+                 metric_name: str | None = None, batch_size: int = 32) -> None:
+        from compresswidgets.demo import DemoData
+
+        flavour = _keras.keras_flavour(model)
+        if flavour is None:
+            raise TypeError(
+                f"Workbench() expects a Keras model, but got {describe(model)}. Pass the model "
+                "object, e.g. `model, data = cw.demo_model(); cw.Workbench(model, data)`.")
+        if not getattr(model, "built", True):
+            raise ValueError(
+                f"Model {model.name!r} has not been built, so it has no weights. Call "
+                "`model.build(input_shape)` or call it on a batch of data first.")
+        if metric is not None and not callable(metric):
+            raise TypeError(f"metric must be a callable metric(y_true, y_pred) -> float, but "
+                            f"got {describe(metric)}.")
+        check_number("batch_size", batch_size, 1, 1_000_000, integer=True)
+        self.data = as_data(data)
+        check_against_model(self.data, model)
+        self._reference = model  # read for its compile settings only
+        self.batch_size = int(batch_size)
+        self._context = Context(
+            data=self.data, metric=metric or default_metric,
+            metric_name=metric_name or (getattr(metric, "__name__", "metric") if metric
+                                        else "accuracy"),
+            preamble=_preamble(isinstance(data, DemoData)))
+        self.original = Variant("original", {"technique": "original", "model": model.name},
+                                keras_model=clone_with_weights(model), context=self._context,
+                                code_step="")
+        self._variants: list[Variant] = [self.original]
+
+    # ------------------------------------------------------------------ variants
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """All variants in creation order, the original first."""
+        return tuple(self._variants)
+
+    def __getitem__(self, name: str) -> Variant:
+        for v in self._variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"No variant named {name!r}. Variants: "
+                       f"{', '.join(v.name for v in self._variants)}.")
+
+    def __len__(self) -> int:
+        return len(self._variants)
+
+    def _base(self, base: Variant | str | None, technique: str) -> Variant:
+        if base is None:
+            return self.original
+        variant = self[base] if isinstance(base, str) else base
+        if not isinstance(variant, Variant) or all(variant is not v for v in self._variants):
+            raise ValueError(
+                f"base must be a variant of this Workbench (or its name), but got "
+                f"{describe(base)}. Pick one from wb.variants.")
+        if variant.is_quantized:
+            raise ValueError(
+                f"{technique} cannot start from {variant.name!r}: it is already quantized for "
+                "TFLite. Use its parent as base, and quantize last.")
+        return variant
+
+    def _unique(self, name: str) -> str:
+        taken = {v.name for v in self._variants}
+        if name not in taken:
+            return name
+        i = 2
+        while f"{name} #{i}" in taken:
+            i += 1
+        return f"{name} #{i}"
+
+    def _label(self, base: Variant, step: str, name: str | None) -> str:
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"name must be a non-empty string, but got {name!r}.")
+            return self._unique(name.strip())
+        return self._unique(step if base is self.original else f"{base.name} > {step}")
+
+    def _add(self, variant: Variant) -> Variant:
+        self._variants.append(variant)
+        gc.collect()  # wrappers and clones of the run just finished
+        return variant
+
+    @staticmethod
+    def _lineage(base: Variant) -> list[str]:
+        return [v.technique for v in base.lineage]
+
+    # ------------------------------------------------------------------ techniques
+    def prune(self, target_sparsity: float = 0.5, *, schedule: str = "polynomial",
+              structure: str | None = None, layers: LayerSelection = None, epochs: int = 2,
+              learning_rate: float | None = None, base: Variant | str | None = None,
+              progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
+        """Magnitude pruning (tfmot ``prune_low_magnitude``), fine-tuned for ``epochs``.
+
+        Args:
+            target_sparsity: fraction of each selected kernel set to zero, in [0, 1).
+            schedule: ``"polynomial"`` (sparsity ramps up) or ``"constant"``.
+            structure: ``None`` or ``"2:4"`` (two zeros in every four weights; 50 %).
+            layers: names, a predicate, or None for every prunable layer.
+            epochs: fine-tuning epochs; 0 prunes once by magnitude without training.
+            progress: called after every batch with a :class:`Progress`; may stop the run.
+        """
+        base_variant = self._base(base, "Pruning")
+        model = base_variant.keras_model
+        require_tfmot_model(model, "Pruning")
+        params = pruning.validate(model, self.data, target_sparsity=target_sparsity,
+                                  schedule=schedule, structure=structure, layers=layers,
+                                  epochs=epochs, batch_size=self.batch_size)
+        settings = compile_settings(self._reference, self.data, learning_rate,
+                                    pruning.DEFAULT_LEARNING_RATE)
+        result, notes = pruning.apply(clone_with_weights(model), self.data, params, settings,
+                                      progress)
+        for note in notes:
+            _warn(note)
+        step = f"prune {params.target_sparsity:.0%}" + (" 2:4" if structure else "")
+        return self._add(Variant(
+            self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
+            keras_model=result, context=self._context, notes=tuple(notes),
+            code_step=pruning.code(params, settings)))
+
+    def cluster(self, clusters: int = 16, *, init: str = "kmeans++",
+                preserve_sparsity: bool = False, layers: LayerSelection = None, epochs: int = 1,
+                learning_rate: float | None = None, base: Variant | str | None = None,
+                progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
+        """Weight clustering (tfmot ``cluster_weights``), fine-tuned for ``epochs``.
+
+        Args:
+            clusters: distinct values per kernel, at least 2.
+            init: ``"kmeans++"``, ``"linear"``, ``"random"`` or ``"density-based"``.
+            preserve_sparsity: keep zeros zero (use on a pruned base).
+        """
+        base_variant = self._base(base, "Clustering")
+        model = base_variant.keras_model
+        require_tfmot_model(model, "Clustering")
+        params = clustering.validate(model, self.data, clusters=clusters, init=init,
+                                     preserve_sparsity=preserve_sparsity, layers=layers,
+                                     epochs=epochs, batch_size=self.batch_size)
+        settings = compile_settings(self._reference, self.data, learning_rate,
+                                    clustering.DEFAULT_LEARNING_RATE)
+        result, notes = clustering.apply(clone_with_weights(model), self.data, params, settings,
+                                         progress)
+        step = f"cluster {params.clusters}"
+        return self._add(Variant(
+            self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
+            keras_model=result, context=self._context, notes=tuple(notes),
+            code_step=clustering.code(params, settings)))
+
+    def quantize(self, mode: str = "dynamic", *, representative_samples: int = 100,
+                 epochs: int = 1, layers: LayerSelection = None,
+                 learning_rate: float | None = None, base: Variant | str | None = None,
+                 progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
+        """Quantize for TFLite.
+
+        Modes: ``"dynamic"`` (int8 weights), ``"float16"``, ``"int8"`` (full integer with float
+        fallback), ``"int8-only"`` (int8 input and output), ``"int16x8"``, ``"qat"``
+        (quantization-aware training for ``epochs``; on a pruned or clustered base it keeps
+        their sparsity/clusters). Calibrated modes draw ``representative_samples`` from the
+        training split.
+
+        Raises:
+            ConversionError: the converter's message, if it refuses the model.
+        """
+        base_variant = self._base(base, "Quantization")
+        model = base_variant.keras_model
+        params = quantization.validate(model, self.data, mode=mode,
+                                       representative_samples=representative_samples,
+                                       epochs=epochs, layers=layers, batch_size=self.batch_size,
+                                       lineage=self._lineage(base_variant))
+        label = self._label(base_variant, mode, name)
+        if mode == "qat":
+            require_tfmot_model(model, "Quantization-aware training")
+            settings = compile_settings(self._reference, self.data, learning_rate,
+                                        quantization.DEFAULT_LEARNING_RATE)
+            qat = quantization.apply_qat(clone_with_weights(model), self.data, params, settings,
+                                         progress)
+            variant = Variant(label, params.as_dict(), parent=base_variant, keras_model=qat,
+                              mode="qat", context=self._context,
+                              code_step=quantization.code(params, settings))
+            try:
+                variant.tflite  # noqa: B018 - convert now: the size and accuracy need it
+            except tfl.ConversionError as exc:
+                note = f"{exc} The QAT Keras model is kept; its accuracy is the Keras one."
+                variant._notes = (note,)
+                _warn(note)
+            return self._add(variant)
+        samples = quantization.representative(self.data, params.representative_samples)
+        blob = tfl.convert(model, mode, representative=samples)  # ConversionError: nothing added
+        return self._add(Variant(
+            label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
+            context=self._context, code_step=quantization.code(params, None)))
+
+    # ------------------------------------------------------------------ comparing
+    def compare(self, variants: list[Variant] | None = None) -> Comparison:
+        """One row per variant against the original: accuracy, sizes and their ratios."""
+        chosen = list(variants) if variants is not None else list(self._variants)
+        ref = self.original
+        rows = Comparison()
+        for v in chosen:
+            rows.append({
+                "name": v.name, "technique": v.technique,
+                "parent": v.parent.name if v.parent else None,
+                "accuracy": v.accuracy, "accuracy_delta": v.accuracy - ref.accuracy,
+                "size_bytes": v.size_bytes, "gzipped_bytes": v.gzipped_bytes,
+                "size_ratio": ref.size_bytes / v.size_bytes,
+                "gzipped_ratio": ref.size_bytes / v.gzipped_bytes,
+                "params": v.params, "sparsity": v.sparsity, "notes": " ".join(v.notes),
+            })
+        return rows
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _preamble(demo: bool) -> str:
+    if demo:
+        return ("# The demo model and data; replace with your own tf_keras model and arrays.\n"
+                "import compresswidgets as cw\n\n"
+                "model, (x_train, y_train, x_test, y_test) = cw.demo_model()")
+    return ("# Your model and data (this Workbench was given them directly):\n"
+            "# model = keras.models.load_model(...)\n"
+            "# x_train, y_train, x_test, y_test = ...")
