@@ -233,13 +233,14 @@ class Workbench:
         """
         base_variant = self._base(base, "Quantization")
         model = base_variant.keras_model
+        if mode == "qat":
+            require_tfmot_model(model, "Quantization-aware training")
         params = quantization.validate(model, self.data, mode=mode,
                                        representative_samples=representative_samples,
                                        epochs=epochs, layers=layers, batch_size=self.batch_size,
                                        lineage=self._lineage(base_variant))
         label = self._label(base_variant, mode, name)
         if mode == "qat":
-            require_tfmot_model(model, "Quantization-aware training")
             settings = compile_settings(self._reference, self.data, learning_rate,
                                         quantization.DEFAULT_LEARNING_RATE)
             qat = quantization.apply_qat(clone_with_weights(model), self.data, params, settings,

@@ -71,6 +71,8 @@ def validate(model: Any, data: Data, *, target_sparsity: Any, schedule: Any, str
     check_number("epochs", epochs, 0, 1000, integer=True,
                  hint="Use epochs=0 for one-shot pruning without fine-tuning.")
     names = select_layers(model, layers, supports, "Pruning")
+    if structure == "2:4":
+        names = _fit_two_four(model, names, explicit=layers is not None)
     steps = steps_per_epoch(len(data.x_train), batch_size) * epochs
     if epochs == 0 or schedule == "constant":
         frequency = max(1, min(steps, steps_per_epoch(len(data.x_train), batch_size) // 2))
@@ -82,6 +84,26 @@ def validate(model: Any, data: Data, *, target_sparsity: Any, schedule: Any, str
         begin, end = 0, max(frequency, frequency * int(0.8 * steps // frequency))
     return PruningParams(float(target_sparsity), schedule, structure, tuple(names), int(epochs),
                          int(batch_size), begin, end, frequency)
+
+
+def _fit_two_four(model: Any, names: list[str], explicit: bool) -> list[str]:
+    """2:4 groups a kernel's input channels in fours (TFLite layout): they must divide by 4."""
+    def inputs(name: str) -> int:
+        kernel = kernel_of(model.get_layer(name))
+        return int(kernel.shape[-2]) if kernel is not None and len(kernel.shape) in (2, 4) else 0
+
+    unfit = [n for n in names if inputs(n) % 4 or not inputs(n)]
+    if unfit and explicit:
+        raise ValueError(
+            "structure='2:4' zeros two of every four input channels, so a layer's input "
+            "channels must be a multiple of 4; "
+            + ", ".join(f"{n!r} has {inputs(n)}" for n in unfit)
+            + ". Leave them out with layers=[...].")
+    fit = [n for n in names if n not in unfit]
+    if not fit:
+        raise ValueError("structure='2:4' needs layers whose input channels are a multiple of "
+                         "4, and this model has none among the prunable layers.")
+    return fit
 
 
 def _schedule(tfmot: Any, p: PruningParams) -> Any:

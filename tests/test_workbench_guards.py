@@ -1,0 +1,219 @@
+"""The user's model is sacred; bad input is refused clearly and nothing is lost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import weights_bytes
+
+import compresswidgets as cw
+
+
+@pytest.fixture(scope="module")
+def wb(demo):
+    return cw.Workbench(*demo)
+
+
+def test_every_technique_and_mode_leaves_the_live_model_alone(demo):
+    model, data = demo
+    weights = weights_bytes(model)
+    predictions = model.predict(data.x_test, verbose=0)
+    wb = cw.Workbench(model, data)
+    p = wb.prune(0.5, epochs=1)
+    wb.prune(0.5, epochs=0, schedule="constant")
+    wb.prune(0.5, structure="2:4", epochs=1)
+    c = wb.cluster(8, epochs=1)
+    wb.cluster(8, preserve_sparsity=True, epochs=0, base=p)
+    for mode in ("dynamic", "float16", "int8", "int8-only", "int16x8"):
+        wb.quantize(mode)
+    wb.quantize("qat", epochs=1)
+    wb.quantize("qat", epochs=1, base=c)
+    assert len(wb.variants) == 13
+    assert weights_bytes(model) == weights
+    np.testing.assert_array_equal(model.predict(data.x_test, verbose=0), predictions)
+    assert [type(layer).__name__ for layer in model.layers][0] == "Conv2D"  # no wrappers
+    assert len(model.weights) == 10
+
+
+def test_progress_reports_and_a_stop_leaves_no_variant(wb):
+    seen = []
+
+    def progress(report):
+        seen.append((report.technique, report.epoch, report.batch, report.batches))
+        if len(seen) == 5:
+            report.stop()
+
+    before = wb.variants
+    with pytest.raises(cw.TrainingStopped, match=r"stopped at epoch 1/3, batch 5/43.*No variant"):
+        wb.prune(0.7, epochs=3, progress=progress)
+    assert wb.variants == before
+    assert seen[:2] == [("Pruning", 1, 1, 43), ("Pruning", 1, 2, 43)] and len(seen) == 5
+    with pytest.raises(cw.TrainingStopped):
+        wb.cluster(8, epochs=2, progress=lambda r: r.stop())
+    with pytest.raises(cw.TrainingStopped):
+        wb.quantize("qat", epochs=2, progress=lambda r: r.stop())
+    assert wb.variants == before
+
+
+def test_full_progress_is_reported(wb):
+    reports = []
+    v = wb.prune(0.3, epochs=1, progress=reports.append)
+    assert len(reports) == 43 and reports[-1].fraction == 1.0
+    assert "loss" in reports[-1].logs
+    assert wb.variants[-1] is v
+
+
+def test_custom_metric_for_regression(keras):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=6)).astype(np.float32)
+    model = keras.Sequential([keras.layers.Dense(16, activation="relu", input_shape=(6,)),
+                              keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=3, verbose=0)
+
+    def neg_mse(y_true, y_pred):
+        return -float(np.mean((y_true.reshape(-1) - y_pred.reshape(-1)) ** 2))
+
+    wb = cw.Workbench(model, (x[:150], y[:150], x[150:], y[150:]), metric=neg_mse)
+    expected = neg_mse(y[150:], model.predict(x[150:], verbose=0))
+    assert wb.original.accuracy == pytest.approx(expected, rel=1e-5)
+    p = wb.prune(0.5, epochs=1)
+    assert p.accuracy < 0 and p.sparsity == pytest.approx(0.5, abs=0.02)
+
+
+def refused(wb, fn, exc, pattern):
+    before = wb.variants
+    with pytest.raises(exc, match=pattern):
+        fn()
+    assert wb.variants == before
+
+
+@pytest.mark.parametrize("value,exc", [(-0.1, ValueError), (1.0, ValueError), (1.5, ValueError),
+                                       ("0.5", TypeError), (float("nan"), TypeError),
+                                       (None, TypeError)])
+def test_bad_target_sparsity(wb, value, exc):
+    refused(wb, lambda: wb.prune(value), exc, r"target_sparsity.*got")
+
+
+def test_bad_pruning_options(wb):
+    refused(wb, lambda: wb.prune(0.5, schedule="cubic"), ValueError,
+            r"Unknown schedule 'cubic'.*'polynomial', 'constant'")
+    refused(wb, lambda: wb.prune(0.5, structure="1:4"), ValueError, r"Unknown structure")
+    refused(wb, lambda: wb.prune(0.7, structure="2:4"), ValueError, r"always gives 50 %")
+    refused(wb, lambda: wb.prune(0.5, layers=["nope"]), ValueError,
+            r"no layer named 'nope'.*Expected names from: conv2d")
+    refused(wb, lambda: wb.prune(0.5, layers=["flatten"]), ValueError,
+            r"cannot be applied to layer.*'flatten' \(Flatten\)")
+    refused(wb, lambda: wb.prune(0.5, epochs=-1), ValueError, r"epochs")
+
+
+@pytest.mark.parametrize("clusters", [1, 0, -4])
+def test_too_few_clusters(wb, clusters):
+    refused(wb, lambda: wb.cluster(clusters), ValueError, r"clusters must be in \[2")
+
+
+def test_more_clusters_than_weights(wb):
+    refused(wb, lambda: wb.cluster(400, layers=["dense_1"]), ValueError,
+            r"clusters=400 is more than the 320 weights of layer 'dense_1'")
+    refused(wb, lambda: wb.cluster(8, init="kmeans"), ValueError, r"Unknown init 'kmeans'")
+
+
+def test_unknown_mode_and_missing_representative_data(wb):
+    refused(wb, lambda: wb.quantize("int4"), ValueError, r"Unknown quantization mode 'int4'")
+    for mode in ("int8", "int8-only", "int16x8"):
+        refused(wb, lambda mode=mode: wb.quantize(mode, representative_samples=0), ValueError,
+                r"needs representative data.*representative_samples=100")
+
+
+def test_quantized_variants_cannot_be_a_base(wb):
+    q = wb.quantize("dynamic")
+    refused(wb, lambda: wb.prune(0.5, base=q), ValueError, r"already quantized")
+    other = cw.Workbench(wb.original.keras_model, wb.data)
+    refused(wb, lambda: wb.prune(0.5, base=other.original), ValueError,
+            r"base must be a variant of this Workbench")
+
+
+@pytest.mark.parametrize("data,exc,pattern", [
+    ("not data", TypeError, r"data must be \(x_train, y_train, x_test, y_test\)"),
+    ((np.zeros((0, 8, 8, 1)), np.zeros(0), np.zeros((5, 8, 8, 1)), np.zeros(5)), ValueError,
+     r"x_train is empty"),
+    ((np.zeros((10, 8, 8, 1)), np.zeros(9), np.zeros((5, 8, 8, 1)), np.zeros(5)), ValueError,
+     r"x_train has 10 samples but y_train has 9"),
+    ((np.zeros((10, 64)), np.zeros(10), np.zeros((5, 64)), np.zeros(5)), ValueError,
+     r"samples have shape \(64,\), but the model expects inputs of shape \(8, 8, 1\)"),
+    ((np.array([["a"] * 64] * 4), np.zeros(4), np.zeros((4, 64)), np.zeros(4)), TypeError,
+     r"data.x_train has dtype <U1, expected numbers"),
+    ({"x_train": np.zeros((4, 8, 8, 1))}, ValueError, r"without y_train, x_test, y_test"),
+])
+def test_bad_data(demo, data, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        cw.Workbench(demo[0], data)
+
+
+def test_not_a_model(demo):
+    with pytest.raises(TypeError, match=r"Workbench\(\) expects a Keras model"):
+        cw.Workbench("model.h5", demo[1])
+
+
+def test_qat_on_an_unsupported_layer_names_it_and_the_alternative(keras, demo):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(16, name="hidden")(x)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(x))
+    wb = cw.Workbench(model, demo[1])
+    refused(wb, lambda: wb.quantize("qat"), ValueError,
+            r"QAT cannot quantize layer\(s\) 'norm' \(LayerNormalization\).*"
+            r"layers=\['hidden', 'out'\]")
+    q = wb.quantize("qat", layers=["hidden", "out"], epochs=1)
+    assert q.recipe["layers"] == ["hidden", "out"]
+
+
+def test_subclassed_models_get_ptq_only(keras, demo):
+    class Small(keras.Model):
+        def __init__(self):
+            super().__init__(name="small")
+            self.flat, self.out = keras.layers.Flatten(), keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.out(self.flat(x))
+
+    model = Small()
+    model(np.zeros((1, 8, 8, 1), np.float32))
+    wb = cw.Workbench(model, demo[1])
+    refused(wb, lambda: wb.prune(0.5), ValueError,
+            r"Sequential and functional models only.*subclassed.*functional API")
+    refused(wb, lambda: wb.cluster(8), ValueError, r"subclassed")
+    assert wb.quantize("dynamic").size_bytes > 0
+
+
+def test_keras3_models_get_ptq_only(demo):
+    import keras as keras3
+
+    model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(),
+                               keras3.layers.Dense(10, activation="softmax")])
+    wb = cw.Workbench(model, demo[1])
+    for fn in (lambda: wb.prune(0.5), lambda: wb.cluster(4), lambda: wb.quantize("qat")):
+        refused(wb, fn, ValueError, r"needs a tf_keras \(Keras 2\) model.*Rebuild")
+    q = wb.quantize("dynamic")
+    assert 0.0 <= q.accuracy <= 1.0
+
+
+def test_converter_failure_is_surfaced(keras, demo):
+    tf = cw._keras.tf()
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Reshape((8, 8))(inputs)
+    x = keras.layers.Lambda(lambda t: tf.linalg.inv(t + tf.eye(8)), name="invert")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    wb = cw.Workbench(model, demo[1])
+    refused(wb, lambda: wb.quantize("dynamic"), cw.ConversionError,
+            r"The TFLite converter failed \(dynamic\).*")
+    assert wb.original.keras_model is not None  # the Keras side is kept
+    with pytest.raises(cw.ConversionError):
+        wb.original.size_bytes  # noqa: B018 - the float conversion fails the same way
+
+
+def test_two_four_needs_input_channels_in_fours(wb):
+    refused(wb, lambda: wb.prune(0.5, structure="2:4", layers=["conv2d"]), ValueError,
+            r"multiple of 4; 'conv2d' has 1")
