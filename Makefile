@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench results clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 11) else "compresswidgets needs Python >= 3.11 (found %d.%d): run make PYTHON=/path/to/python3.11" % v)'
@@ -32,6 +32,10 @@ test: venv lint  ## lint, then the whole suite: core, widgets, notebooks, real b
 
 bench: venv  ## speed targets: each prints its ratio against a floor measured in the same run
 	$(BIN)/python benchmarks/bench_inspect.py
+	$(BIN)/python benchmarks/bench_memory.py
+
+results: venv  ## docs/results.md: accuracy and sizes of every technique on the demo model
+	$(BIN)/python benchmarks/results_table.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -12,20 +12,43 @@ from typing import Any
 import numpy as np
 
 
-def convert_saved_model(saved_model_dir: str, mode: str,
-                        representative_path: str | None) -> dict[str, Any]:
-    """Convert and return ``{"tflite": bytes}`` or ``{"error": message}`` (always picklable)."""
+def convert_model(kind: str, path: str, mode: str,
+                  representative_path: str | None) -> dict[str, Any]:
+    """Convert and return ``{"tflite": bytes}`` or ``{"error": message}`` (always picklable).
+
+    ``kind`` is ``"keras"`` (a folder with ``model.json`` and ``weights.npz``: the model is
+    rebuilt here, so that neither export nor conversion costs the user's kernel memory) or
+    ``"saved_model"``. A Keras model that cannot be rebuilt here answers ``{"rebuild": msg}``.
+    """
     try:
         from compresswidgets import _keras
 
         tf = _keras.tf()
         with _keras._quiet_native_logs():
-            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+            if kind == "keras":
+                try:
+                    model = _rebuild(path)
+                except Exception as exc:
+                    return {"rebuild": f"{type(exc).__name__}: {exc}"}
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            else:
+                converter = tf.lite.TFLiteConverter.from_saved_model(path)
             configure(converter, tf, mode, representative_path)
             return {"tflite": bytes(converter.convert())}
     except Exception as exc:  # the message is what the user needs; the type may not pickle
         text = str(exc).strip() or type(exc).__name__
         return {"error": f"{type(exc).__name__}: {text}", "trace": traceback.format_exc()}
+
+
+def _rebuild(folder: str) -> Any:
+    from compresswidgets import _keras
+
+    k = _keras.keras()
+    with open(os.path.join(folder, "model.json")) as fh:
+        model = k.models.model_from_json(fh.read())
+    with np.load(os.path.join(folder, "weights.npz")) as npz:
+        model.set_weights([npz[f"w{i}"] for i in range(len(npz.files))])
+    return model
 
 
 def configure(converter: Any, tf: Any, mode: str, representative_path: str | None) -> None:
@@ -82,7 +105,7 @@ def main(max_jobs: int) -> None:
         request = _read(requests)
         if request is None:
             return
-        _write(channel, convert_saved_model(*request))
+        _write(channel, convert_model(*request))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def shutdown() -> None:
 def convert(model: Any, mode: str = "float32", representative: np.ndarray | None = None) -> bytes:
     """Convert a Keras model to a .tflite flatbuffer with the settings of ``mode``.
 
-    The model is exported as a SavedModel here and converted in a separate process.
+    Conversion runs in a separate, recycled process. Models of built-in tf_keras layers are
+    sent as JSON and weights and rebuilt there; others are exported as a SavedModel here.
 
     Raises:
         ConversionError: with the converter's message when it fails.
@@ -114,26 +115,51 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
             "none were given. Pass representative=x_train[:100] (a Workbench does this from "
             "its training split)."
         )
-    tf = _keras.tf()
     folder = tempfile.mkdtemp(prefix="cw-convert-")
     try:
-        saved = os.path.join(folder, "saved_model")
-        with _keras._quiet_native_logs():
-            try:
-                tf.saved_model.save(model, saved)
-            except Exception as exc:
-                raise ConversionError(f"Could not export the model for conversion: "
-                                      f"{type(exc).__name__}: {exc}") from exc
         rep_path = None
         if representative is not None and mode in CALIBRATED:
             rep_path = os.path.join(folder, "representative.npy")
             np.save(rep_path, np.asarray(representative, dtype=np.float32))
-        result = _run((saved, mode, rep_path))
+        result = None
+        if _portable(model):  # rebuilt and converted in the worker: nothing traced here
+            _write_portable(model, folder)
+            result = _run(("keras", folder, mode, rep_path))
+        if result is None or "rebuild" in result:
+            saved = os.path.join(folder, "saved_model")
+            _export(model, saved)
+            result = _run(("saved_model", saved, mode, rep_path))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if "error" in result:
         raise ConversionError(f"The TFLite converter failed ({mode}): {result['error']}")
     return result["tflite"]
+
+
+def _portable(model: Any) -> bool:
+    """A tf_keras Sequential/functional model of built-in layers: rebuildable from its JSON."""
+    if _keras.keras_flavour(model) != "tf_keras":
+        return False
+    if not (getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential"):
+        return False
+    return all(type(layer).__module__.startswith("tf_keras.") for layer in model.layers)
+
+
+def _write_portable(model: Any, folder: str) -> None:
+    with open(os.path.join(folder, "model.json"), "w") as fh:
+        fh.write(model.to_json())
+    np.savez(os.path.join(folder, "weights.npz"),
+             **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+
+
+def _export(model: Any, path: str) -> None:
+    tf = _keras.tf()
+    with _keras._quiet_native_logs():
+        try:
+            tf.saved_model.save(model, path)
+        except Exception as exc:
+            raise ConversionError(f"Could not export the model for conversion: "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
 
 def _run(request: tuple) -> dict[str, Any]:
@@ -152,7 +178,7 @@ def _run(request: tuple) -> dict[str, Any]:
             _worker = None
             if attempt == 2:
                 raise ConversionError(
-                    f"The converter process died while converting ({request[1]}), twice. It "
+                    f"The converter process died while converting ({request[2]}), twice. It "
                     "may have run out of memory; close other notebooks or try a smaller model. "
                     f"Its last words:\n{tail}")
     raise AssertionError("unreachable")

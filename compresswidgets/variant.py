@@ -174,8 +174,8 @@ class Variant:
             if self._keras_model is None:
                 return None
             ctx = self._need_context("keras_accuracy")
-            pred = self._keras_model.predict(ctx.data.x_test, batch_size=256, verbose=0)
-            return float(ctx.metric(ctx.data.y_test, pred))
+            return float(ctx.metric(ctx.data.y_test, keras_predict(self._keras_model,
+                                                                  ctx.data.x_test)))
         return self._cached("keras_accuracy", compute)
 
     @property
@@ -327,6 +327,13 @@ class Variant:
         variant._saved_code = document.get("code")
         variant._saved_lineage = document.get("lineage", [])
         return variant
+
+
+def keras_predict(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Eager, batched inference: unlike ``predict`` it traces no function that would stay
+    in TensorFlow's memory for every variant evaluated."""
+    return np.concatenate([np.asarray(model(x[i : i + batch], training=False))
+                           for i in range(0, len(x), batch)])
 
 
 def _float_converter() -> list[str]:

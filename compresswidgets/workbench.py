@@ -15,7 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import gc
+import sys
 from typing import Any
 
 from compresswidgets import _keras
@@ -33,6 +37,28 @@ from compresswidgets.techniques._common import (
 from compresswidgets.variant import Context, Variant
 
 __all__ = ["Comparison", "Workbench"]
+
+
+def release_memory() -> None:
+    """Collect the clones and wrappers of a finished run and hand freed heap back to the OS.
+
+    Every fit traces new TensorFlow functions; glibc keeps the freed memory in its arenas
+    unless asked (measured: halves the growth per fine-tuning run).
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _releasing(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            release_memory()
+    return wrapper
 
 
 class Comparison(list):
@@ -149,7 +175,6 @@ class Workbench:
 
     def _add(self, variant: Variant) -> Variant:
         self._variants.append(variant)
-        gc.collect()  # wrappers and clones of the run just finished
         return variant
 
     @staticmethod
@@ -157,6 +182,7 @@ class Workbench:
         return [v.technique for v in base.lineage]
 
     # ------------------------------------------------------------------ techniques
+    @_releasing
     def prune(self, target_sparsity: float = 0.5, *, schedule: str = "polynomial",
               structure: str | None = None, layers: LayerSelection = None, epochs: int = 2,
               learning_rate: float | None = None, base: Variant | str | None = None,
@@ -189,6 +215,7 @@ class Workbench:
             keras_model=result, context=self._context, notes=tuple(notes),
             code_step=pruning.code(params, settings)))
 
+    @_releasing
     def cluster(self, clusters: int = 16, *, init: str = "kmeans++",
                 preserve_sparsity: bool = False, layers: LayerSelection = None, epochs: int = 1,
                 learning_rate: float | None = None, base: Variant | str | None = None,
@@ -216,6 +243,7 @@ class Workbench:
             keras_model=result, context=self._context, notes=tuple(notes),
             code_step=clustering.code(params, settings)))
 
+    @_releasing
     def quantize(self, mode: str = "dynamic", *, representative_samples: int = 100,
                  epochs: int = 1, layers: LayerSelection = None,
                  learning_rate: float | None = None, base: Variant | str | None = None,
