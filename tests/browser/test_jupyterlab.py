@@ -17,15 +17,45 @@ def open_notebook(page, lab, name: str) -> None:
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
     # the kernel must be connected and idle, or a Run All may be lost
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+        ".some(el => /ipykernel\\) \\| Idle/.test(el.innerText))", timeout=120_000)
 
 
 STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
     .some(el => /\\[(\\*|\\d+)\\]/.test(el.innerText))"""
 
 
+def accept_dialogs(page) -> None:
+    """JupyterLab may ask which kernel to use (e.g. when Run All races the kernel's start):
+    take the preselected one, as a user would."""
+    dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    for _ in range(3):
+        if not dialog.count() or not dialog.first.is_visible():
+            return
+        print("accepting a JupyterLab dialog:", page.locator(".jp-Dialog").first.inner_text()[:80])
+        dialog.first.click()
+        page.wait_for_timeout(500)
+
+
+def wait_visible(page, locator, timeout_ms: int) -> None:
+    """Wait for ``locator`` while accepting any dialog that would block the notebook."""
+    waited = 0
+    while True:
+        accept_dialogs(page)
+        try:
+            locator.wait_for(state="visible", timeout=5_000)
+            return
+        except Exception:
+            waited += 5_000
+            if waited >= timeout_ms:
+                raise
+
+
 def run_all(page) -> None:
     """Run > Run All Cells, once more if the kernel did not pick it up."""
     for attempt in range(3):
+        accept_dialogs(page)
         page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
         try:
@@ -34,14 +64,15 @@ def run_all(page) -> None:
         except Exception:
             if attempt == 2:
                 raise
-            page.keyboard.press("Escape")
+            print(f"Run All attempt {attempt + 1} did not start the cells; trying again")
+            accept_dialogs(page)
 
 
 def test_quickstart_inspector_renders_and_reacts(page, lab):
     open_notebook(page, lab, "00_quickstart.ipynb")
     run_all(page)
     inspector = page.locator(".cw-weight-inspector")
-    inspector.wait_for(state="visible", timeout=240_000)
+    wait_visible(page, inspector, 240_000)
     hist = inspector.locator("img.cw-histogram-plot")
     hist.wait_for(state="visible", timeout=60_000)
     page.wait_for_function(
