@@ -292,17 +292,20 @@ def _dequantize_weights(value: np.ndarray, detail: dict) -> np.ndarray:
     return (value.astype(np.float32) - zeros.reshape(shape)) * scales.reshape(shape)
 
 
-def _to_keras_layout(value: np.ndarray, keras_shape: tuple[int, ...]) -> np.ndarray | None:
-    candidates = [value]
-    if value.ndim == 4:
-        candidates += [value.transpose(1, 2, 3, 0), value.reshape(keras_shape)
-                       if value.size == math.prod(keras_shape) else value]
-    if value.ndim == 2:
-        candidates.append(value.T)
-    for c in candidates:
-        if c.shape == tuple(keras_shape):
-            return c
-    return None
+def _to_keras_layout(value: np.ndarray, keras_shape: tuple[int, ...],
+                     layer_class: str) -> np.ndarray | None:
+    """TFLite stores kernels output-channel first; bring them back to Keras' layout."""
+    if value.ndim == 2:  # FullyConnected (out, in) -> Dense (in, out), square ones included
+        restored = value.T
+    elif "Depthwise" in layer_class:  # (1, h, w, in * multiplier) -> (h, w, in, multiplier)
+        restored = value.reshape(keras_shape) if value.size == math.prod(keras_shape) else value
+    elif "Transpose" in layer_class:  # (out, h, w, in) -> (h, w, out, in)
+        restored = value.transpose(1, 2, 0, 3)
+    elif value.ndim == 4:  # Conv2D (out, h, w, in) -> (h, w, in, out)
+        restored = value.transpose(1, 2, 3, 0)
+    else:
+        restored = value
+    return restored if restored.shape == tuple(keras_shape) else None
 
 
 def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
@@ -314,49 +317,42 @@ def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
     """
     constants = _constants(tflite)
     errors = []
-    for layer in _kernel_layers(model):
-        kernel = getattr(layer, "depthwise_kernel", None)
-        weight = "depthwise_kernel"
-        if kernel is None:
-            kernel, weight = layer.kernel, "kernel"
-        reference = np.asarray(kernel.numpy(), dtype=np.float32)
-        keys = (f"/{layer.name}/", f"/quant_{layer.name}/")
-        for name, value, detail in constants:
-            if value.size != reference.size or not any(key in name for key in keys):
+    for name, layer_class, weight, variable in _kernels(model):
+        reference = np.asarray(variable.numpy(), dtype=np.float32)
+        keys = (f"/{name}/", f"/quant_{name}/")
+        for tensor_name, value, detail in constants:
+            if value.size != reference.size or not any(key in tensor_name for key in keys):
                 continue
-            restored = _to_keras_layout(_dequantize_weights(value, detail), reference.shape)
+            restored = _to_keras_layout(_dequantize_weights(value, detail), reference.shape,
+                                        layer_class)
             if restored is None:
                 continue
             diff = restored.astype(np.float64) - reference
             noise = float(np.sum(diff * diff))
             signal = float(np.sum(reference.astype(np.float64) ** 2))
             snr = math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
-            errors.append(WeightError(layer.name, weight, str(value.dtype),
+            errors.append(WeightError(name, weight, str(value.dtype),
                                       float(np.max(np.abs(diff))), snr))
             break
     return errors
 
 
-def _kernel_layers(model: Any) -> list[Any]:
+def _kernels(model: Any) -> list[tuple[str, str, str, Any]]:
+    """``(layer name, layer class, weight name, variable)`` of every conv/dense kernel.
+
+    QAT wrappers (``quant_conv2d`` around ``conv2d``) are looked through: their variables are
+    read by name, since the wrapped layer's ``kernel`` attribute is a symbolic tensor there.
+    """
     out = []
     for layer in getattr(model, "layers", []):
         if getattr(layer, "layers", None):
-            out.extend(_kernel_layers(layer))
-        elif getattr(layer, "kernel", None) is not None or getattr(layer, "depthwise_kernel",
-                                                                      None) is not None:
-            out.append(layer)
-        elif getattr(layer, "layer", None) is not None:  # a QAT wrapper: read its variables
-            variables = {v.name.rsplit("/", 1)[-1].split(":")[0]: v for v in layer.weights}
-            kernel = variables.get("depthwise_kernel", variables.get("kernel"))
-            if kernel is not None:
-                out.append(_Renamed(layer.layer.name, variables))
+            out.extend(_kernels(layer))
+            continue
+        inner = getattr(layer, "layer", None)
+        target = inner if inner is not None else layer
+        variables = {v.name.rsplit("/", 1)[-1].split(":")[0]: v for v in layer.weights}
+        for weight in ("depthwise_kernel", "kernel"):
+            if weight in variables:
+                out.append((target.name, type(target).__name__, weight, variables[weight]))
+                break
     return out
-
-
-class _Renamed:
-    """A QAT wrapper's inner layer (``quant_conv2d`` wraps ``conv2d``) with its variables."""
-
-    def __init__(self, name: str, variables: dict[str, Any]) -> None:
-        self.name = name
-        self.kernel = variables.get("kernel")
-        self.depthwise_kernel = variables.get("depthwise_kernel")

@@ -217,3 +217,18 @@ def test_converter_failure_is_surfaced(keras, demo):
 def test_two_four_needs_input_channels_in_fours(wb):
     refused(wb, lambda: wb.prune(0.5, structure="2:4", layers=["conv2d"]), ValueError,
             r"multiple of 4; 'conv2d' has 1")
+
+
+def test_quantization_error_of_square_and_depthwise_kernels(keras, demo):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(64, name="square_in")(x)
+    x = keras.layers.Dense(64, name="square")(x)  # 64 x 64: a layout mix-up would not show
+    model = keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
+    wb = cw.Workbench(model, demo[1])
+    errors = {e.layer: e for e in wb.quantize("int8").quantization_error}
+    assert {"conv", "dw", "square", "out"} <= set(errors)
+    for name in ("conv", "dw", "square", "out"):
+        assert errors[name].snr_db > 25, errors[name]  # a transposed kernel would be ~0 dB
