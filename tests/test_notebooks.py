@@ -61,7 +61,10 @@ def check_quickstart(nb) -> None:
     text = text_of(nb)
     assert "32,810 parameters" in text
     assert "dense/kernel: 4,096 weights" in text
-    assert any("image/png" in o.get("data", {}) for o in outputs(nb.cells[-1]))
+    figure_cell = next(c for c in nb.cells if "plot_histogram(" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in outputs(figure_cell))
+    assert "prune 80% > dynamic" in text  # the comparison table
+    assert "tfmot.sparsity.keras.prune_low_magnitude" in text  # the variant's code
 
 
 CHECKS = {"00_quickstart": check_quickstart}

@@ -73,6 +73,10 @@ def test_quickstart_inspector_renders_and_reacts(page, lab):
     run_all(page)
     inspector = page.locator(".cw-weight-inspector")
     wait_visible(page, inspector, 240_000)
+    # let the remaining cells finish: widget events wait for an idle kernel
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".some(el => el.innerText.includes('[*]'))", timeout=300_000)
     hist = inspector.locator("img.cw-histogram-plot")
     hist.wait_for(state="visible", timeout=60_000)
     page.wait_for_function(
