@@ -10,21 +10,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from compresswidgets import _convert_worker, _keras
+from compresswidgets import _keras, _worker
 from compresswidgets._data import Metric, default_metric
 
 __all__ = ["MODES", "ConversionError", "convert", "evaluate", "quantization_error", "sizes"]
@@ -33,69 +29,15 @@ __all__ = ["MODES", "ConversionError", "convert", "evaluate", "quantization_erro
 MODES = ("float32", "dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
 #: Modes that need representative data from the training split.
 CALIBRATED = ("int8", "int8-only", "int16x8")
-#: A converter process is replaced after this many conversions, which bounds its memory.
-RECYCLE_AFTER = 8
-
-_lock = threading.Lock()
 
 
 class ConversionError(RuntimeError):
     """The TFLite converter refused a model; the message is the converter's own."""
 
 
-class _Worker:
-    """A converter process fed over pipes; replaced after RECYCLE_AFTER jobs or a crash.
-
-    A plain subprocess (not multiprocessing) so that scripts without a ``__main__`` guard work.
-    """
-
-    def __init__(self) -> None:
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
-        env = dict(os.environ)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
-                                                          env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "compresswidgets._convert_worker", str(RECYCLE_AFTER)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
-        self.jobs = 0
-
-    def usable(self) -> bool:
-        return self.proc.poll() is None and self.jobs < RECYCLE_AFTER
-
-    def run(self, request: tuple) -> dict[str, Any] | None:
-        self.jobs += 1
-        try:
-            _convert_worker._write(self.proc.stdin, request)
-            return _convert_worker._read(self.proc.stdout)
-        except (BrokenPipeError, OSError):
-            return None
-
-    def stderr_tail(self, limit: int = 1500) -> str:
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")[-limit:]
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
-_worker: _Worker | None = None
-
-
 def shutdown() -> None:
-    """Stop the converter process (a new one starts on the next conversion)."""
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.close()
-            _worker = None
+    """Stop the worker process (a new one starts with the next job)."""
+    _worker.shutdown()
 
 
 def convert(model: Any, mode: str = "float32", representative: np.ndarray | None = None) -> bytes:
@@ -123,7 +65,7 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
             np.save(rep_path, np.asarray(representative, dtype=np.float32))
         result = None
         if _portable(model):  # rebuilt and converted in the worker: nothing traced here
-            _write_portable(model, folder)
+            _worker.write_model(model, folder)
             result = _run(("keras", folder, mode, rep_path))
         if result is None or "rebuild" in result:
             saved = os.path.join(folder, "saved_model")
@@ -136,6 +78,32 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
     return result["tflite"]
 
 
+def configure(converter: Any, tf: Any, mode: str, representative_path: str | None) -> None:
+    """Apply the converter settings of a mode (the same settings Variant.code shows)."""
+    if mode == "float32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode in ("dynamic", "qat"):
+        return
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    samples = np.load(representative_path) if representative_path else None
+
+    def representative_dataset():
+        for i in range(len(samples)):
+            yield [samples[i : i + 1].astype(np.float32)]
+
+    converter.representative_dataset = representative_dataset
+    if mode == "int8-only":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif mode == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+
+
 def _portable(model: Any) -> bool:
     """A tf_keras Sequential/functional model of built-in layers: rebuildable from its JSON."""
     if _keras.keras_flavour(model) != "tf_keras":
@@ -143,13 +111,6 @@ def _portable(model: Any) -> bool:
     if not (getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential"):
         return False
     return all(type(layer).__module__.startswith("tf_keras.") for layer in model.layers)
-
-
-def _write_portable(model: Any, folder: str) -> None:
-    with open(os.path.join(folder, "model.json"), "w") as fh:
-        fh.write(model.to_json())
-    np.savez(os.path.join(folder, "weights.npz"),
-             **{f"w{i}": w for i, w in enumerate(model.get_weights())})
 
 
 def _export(model: Any, path: str) -> None:
@@ -163,25 +124,13 @@ def _export(model: Any, path: str) -> None:
 
 
 def _run(request: tuple) -> dict[str, Any]:
-    global _worker
-    with _lock:
-        for attempt in (1, 2):
-            if _worker is None or not _worker.usable():
-                if _worker is not None:
-                    _worker.close()
-                _worker = _Worker()
-            result = _worker.run(request)
-            if result is not None:
-                return result
-            tail = _worker.stderr_tail()
-            _worker.close()
-            _worker = None
-            if attempt == 2:
-                raise ConversionError(
-                    f"The converter process died while converting ({request[2]}), twice. It "
-                    "may have run out of memory; close other notebooks or try a smaller model. "
-                    f"Its last words:\n{tail}")
-    raise AssertionError("unreachable")
+    try:
+        return _worker.call(("convert", *request))
+    except _worker.WorkerDied as exc:
+        raise ConversionError(
+            f"The converter process died while converting ({request[2]}), twice. It may have "
+            f"run out of memory; close other notebooks or try a smaller model. Its last "
+            f"words:\n{exc}") from None
 
 
 def sizes(tflite: bytes) -> tuple[int, int]:

@@ -19,14 +19,26 @@ import contextlib
 import ctypes
 import functools
 import gc
+import os
+import shutil
 import sys
+import tempfile
+import weakref
 from typing import Any
 
-from compresswidgets import _keras
+import numpy as np
+
+from compresswidgets import _keras, _worker
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Metric, as_data, check_against_model, default_metric
 from compresswidgets._keras import describe
-from compresswidgets._training import ProgressCallback, compile_settings
+from compresswidgets._training import (
+    CompileSettings,
+    Progress,
+    ProgressCallback,
+    TrainingStopped,
+    compile_settings,
+)
 from compresswidgets.techniques import clustering, pruning, quantization
 from compresswidgets.techniques._common import (
     LayerSelection,
@@ -126,6 +138,7 @@ class Workbench:
                                 keras_model=clone_with_weights(model), context=self._context,
                                 code_step="")
         self._variants: list[Variant] = [self.original]
+        self._scratch: str | None = None
 
     # ------------------------------------------------------------------ variants
     @property
@@ -181,6 +194,80 @@ class Workbench:
     def _lineage(base: Variant) -> list[str]:
         return [v.technique for v in base.lineage]
 
+    # ------------------------------------------------------------------ running a technique
+    def _apply(self, technique: str, model: Any, params: Any, settings: CompileSettings,
+               progress: ProgressCallback | None) -> tuple[Any, list[str], dict[str, Any]]:
+        """Fine-tune in the worker process when the model can travel there (built-in tf_keras
+        layers, a stock optimizer), else here. Either way on a private copy.
+
+        Returns the resulting Keras model, notes, and (QAT in the worker) its conversion.
+        """
+        if self._offloadable(model, settings):
+            return self._offload(technique, model, params, settings, progress)
+        module = {"prune": pruning, "cluster": clustering, "qat": quantization}[technique]
+        result, notes = module.apply(clone_with_weights(model), self.data, params, settings,
+                                     progress)
+        return result, notes, {}
+
+    @staticmethod
+    def _offloadable(model: Any, settings: CompileSettings) -> bool:
+        if os.environ.get("COMPRESSWIDGETS_IN_PROCESS", "") in ("1", "true"):
+            return False
+        k = _keras.keras()
+        stock = getattr(k.optimizers, settings.optimizer_class.__name__, None)
+        return (tfl._portable(model) and stock is settings.optimizer_class
+                and isinstance(settings.loss, str | dict))
+
+    def _train_file(self) -> str:
+        """The training split as one .npz the worker reads; written once per Workbench."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="cw-workbench-")
+            weakref.finalize(self, shutil.rmtree, self._scratch, True)
+            np.savez(os.path.join(self._scratch, "train.npz"), x_train=self.data.x_train,
+                     y_train=self.data.y_train)
+        return os.path.join(self._scratch, "train.npz")
+
+    def _offload(self, technique: str, model: Any, params: Any, settings: CompileSettings,
+                 progress: ProgressCallback | None) -> tuple[Any, list[str]]:
+        folder = tempfile.mkdtemp(prefix="cw-job-", dir=os.path.dirname(self._train_file()))
+        try:
+            model_dir, out_dir = os.path.join(folder, "in"), os.path.join(folder, "out")
+            os.mkdir(model_dir)
+            os.mkdir(out_dir)
+            _worker.write_model(model, model_dir)
+            payload = {
+                "technique": technique, "model_dir": model_dir, "out_dir": out_dir,
+                "data": self._train_file(), "params": params,
+                "settings": {"optimizer_class": settings.optimizer_class.__name__,
+                             "optimizer_config": settings.optimizer_config,
+                             "loss": settings.loss, "loss_code": settings.loss_code,
+                             "metrics": list(settings.metrics)},
+            }
+
+            def on_progress(message: dict) -> bool:
+                report = Progress(**message)
+                if progress is not None:
+                    progress(report)
+                return report.stop_requested
+
+            try:
+                result = _worker.call(("technique", payload), on_progress)
+            except _worker.WorkerDied as exc:
+                raise RuntimeError(
+                    f"The fine-tuning process died ({technique}); it may have run out of "
+                    f"memory. Try fewer layers or a smaller batch. Its last words:\n{exc}"
+                ) from None
+            if "error" in result:
+                raise _ERRORS.get(result["type"], RuntimeError)(result["error"])
+            if technique != "qat":
+                return _worker.read_model(out_dir), result["notes"], {}
+            qat = quantization.build_qat(clone_with_weights(model), params)
+            with np.load(os.path.join(out_dir, "weights.npz")) as npz:
+                qat.set_weights([npz[f"w{i}"] for i in range(len(npz.files))])
+            return qat, result["notes"], result
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     # ------------------------------------------------------------------ techniques
     @_releasing
     def prune(self, target_sparsity: float = 0.5, *, schedule: str = "polynomial",
@@ -205,8 +292,7 @@ class Workbench:
                                   epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     pruning.DEFAULT_LEARNING_RATE)
-        result, notes = pruning.apply(clone_with_weights(model), self.data, params, settings,
-                                      progress)
+        result, notes, _ = self._apply("prune", model, params, settings, progress)
         for note in notes:
             _warn(note)
         step = f"prune {params.target_sparsity:.0%}" + (" 2:4" if structure else "")
@@ -235,8 +321,7 @@ class Workbench:
                                      epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     clustering.DEFAULT_LEARNING_RATE)
-        result, notes = clustering.apply(clone_with_weights(model), self.data, params, settings,
-                                         progress)
+        result, notes, _ = self._apply("cluster", model, params, settings, progress)
         step = f"cluster {params.clusters}"
         return self._add(Variant(
             self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
@@ -271,16 +356,20 @@ class Workbench:
         if mode == "qat":
             settings = compile_settings(self._reference, self.data, learning_rate,
                                         quantization.DEFAULT_LEARNING_RATE)
-            qat = quantization.apply_qat(clone_with_weights(model), self.data, params, settings,
-                                         progress)
+            qat, notes, converted = self._apply("qat", model, params, settings, progress)
             variant = Variant(label, params.as_dict(), parent=base_variant, keras_model=qat,
-                              mode="qat", context=self._context,
+                              tflite=converted.get("tflite"), mode="qat",
+                              context=self._context, notes=tuple(notes),
                               code_step=quantization.code(params, settings))
             try:
+                if "conversion_error" in converted:
+                    raise tfl.ConversionError(f"The TFLite converter failed (qat): "
+                                              f"{converted['conversion_error']}")
                 variant.tflite  # noqa: B018 - convert now: the size and accuracy need it
             except tfl.ConversionError as exc:
-                note = f"{exc} The QAT Keras model is kept; its accuracy is the Keras one."
-                variant._notes = (note,)
+                variant._conversion_error = str(exc)
+                note = f"{exc} The QAT Keras model is kept."
+                variant._notes = (*variant._notes, note)
                 _warn(note)
             return self._add(variant)
         samples = quantization.representative(self.data, params.representative_samples)
@@ -306,6 +395,10 @@ class Workbench:
                 "params": v.params, "sparsity": v.sparsity, "notes": " ".join(v.notes),
             })
         return rows
+
+
+_ERRORS: dict[str, type[Exception]] = {"TrainingStopped": TrainingStopped,
+                                       "ValueError": ValueError, "TypeError": TypeError}
 
 
 def _warn(message: str) -> None:

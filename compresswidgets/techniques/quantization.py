@@ -117,9 +117,8 @@ def _scheme(tfmot: Any, name: str) -> Any:
         preserve_sparsity=name == "pcqat")
 
 
-def apply_qat(model: Any, data: Data, p: QuantizationParams, settings: CompileSettings,
-              progress: ProgressCallback | None = None) -> Any:
-    """Quantization-aware training of a private copy; returns the QAT Keras model."""
+def build_qat(model: Any, p: QuantizationParams) -> Any:
+    """The quantization-aware model of a private copy ``model`` (annotate, then apply)."""
     tfmot, k = _keras.tfmot(), _keras.keras()
     q = tfmot.quantization.keras
     if p.layers is None:
@@ -131,14 +130,20 @@ def apply_qat(model: Any, data: Data, p: QuantizationParams, settings: CompileSe
             if layer.name in chosen else layer)
     try:
         with q.quantize_scope():
-            qat = q.quantize_apply(annotated, _scheme(tfmot, p.scheme))
+            return q.quantize_apply(annotated, _scheme(tfmot, p.scheme))
     except (RuntimeError, ValueError) as exc:
         raise ValueError(
             f"tfmot could not quantize this model: {exc} Quantize only some layers with "
             "layers=[...], or use post-training quantization (mode='int8').") from exc
+
+
+def apply(model: Any, data: Data, p: QuantizationParams, settings: CompileSettings,
+          progress: ProgressCallback | None = None) -> tuple[Any, list[str]]:
+    """Quantization-aware training of a private copy; the QAT Keras model and notes."""
+    qat = build_qat(model, p)
     fine_tune(qat, data, settings=settings, epochs=p.epochs, batch_size=p.batch_size,
               technique="Quantization-aware training", progress=progress)
-    return qat
+    return qat, []
 
 
 def code(p: QuantizationParams, settings: CompileSettings | None) -> str:
