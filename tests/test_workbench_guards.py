@@ -247,3 +247,51 @@ def test_quantization_error_of_square_and_depthwise_kernels(keras, demo):
     assert {"conv", "dw", "square", "out"} <= set(errors)
     for name in ("conv", "dw", "square", "out"):
         assert errors[name].snr_db > 25, errors[name]  # a transposed kernel would be ~0 dB
+
+
+def test_models_the_worker_cannot_rebuild_are_tuned_in_the_kernel(keras, demo, monkeypatch):
+    class Scale(keras.layers.Layer):  # a custom layer: model_from_json cannot know it
+        def build(self, input_shape):
+            self.factor = self.add_weight(name="factor", shape=(), initializer="ones")
+
+        def call(self, x):
+            return x * self.factor
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = Scale(name="scale")(x)
+    x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    from compresswidgets import _worker
+
+    calls = []
+
+    def no_worker(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("this model cannot be rebuilt in the worker")
+
+    monkeypatch.setattr(_worker, "call", no_worker)
+    wb = cw.Workbench(model, demo[1])
+    assert not wb._offloadable(model, cw._training.compile_settings(model, wb.data, None, 1e-3))
+    reports = []
+    p = wb.prune(0.5, epochs=1, progress=reports.append)
+    assert [r["layer"] for r in p.layers] == ["hidden", "out"]
+    assert min(r["sparsity"] for r in p.layers) >= 0.49
+    assert len(reports) == 43 and not calls  # all in this process
+
+
+def test_in_process_switch(demo, monkeypatch):
+    monkeypatch.setenv("COMPRESSWIDGETS_IN_PROCESS", "1")
+    wb = cw.Workbench(*demo)
+    assert not wb._offloadable(wb.original.keras_model,
+                               cw._training.compile_settings(demo[0], wb.data, None, 1e-3))
+    seen = []
+
+    def stop_at_three(report):
+        seen.append(report)
+        if len(seen) == 3:
+            report.stop()
+
+    with pytest.raises(cw.TrainingStopped, match="batch 3/43"):  # in-process: exact
+        wb.cluster(8, epochs=1, progress=stop_at_three)
