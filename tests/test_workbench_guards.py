@@ -27,7 +27,9 @@ def test_every_technique_and_mode_leaves_the_live_model_alone(demo):
     for mode in ("dynamic", "float16", "int8", "int8-only", "int16x8"):
         wb.quantize(mode)
     wb.quantize("qat", epochs=1)
-    wb.quantize("qat", epochs=1, base=c)
+    cqat = wb.quantize("qat", epochs=1, base=c)
+    assert cqat.recipe["scheme"] == "cqat"
+    assert all(row["distinct"] <= 8 for row in cqat.layers)  # the clusters survived QAT
     assert len(wb.variants) == 13
     assert weights_bytes(model) == weights
     np.testing.assert_array_equal(model.predict(data.x_test, verbose=0), predictions)
@@ -295,3 +297,12 @@ def test_in_process_switch(demo, monkeypatch):
 
     with pytest.raises(cw.TrainingStopped, match="batch 3/43"):  # in-process: exact
         wb.cluster(8, epochs=1, progress=stop_at_three)
+
+
+def test_layer_selection_by_predicate(wb):
+    v = wb.prune(0.5, epochs=0, layers=lambda layer: layer.name.startswith("dense"))
+    assert v.recipe["layers"] == ["dense", "dense_1"]
+    sparsity = {r["layer"]: r["sparsity"] for r in v.layers}
+    assert sparsity["conv2d_1"] == 0.0 and abs(sparsity["dense"] - 0.5) <= 0.01
+    refused(wb, lambda: wb.prune(0.5, layers=lambda layer: False), ValueError,
+            r"matches no layer that can be handled")
