@@ -39,9 +39,14 @@ _LAZY = {
     "Progress": "compresswidgets._training",
     "TrainingStopped": "compresswidgets._training",
     "ConversionError": "compresswidgets.tflite",
+    "benchmark": "compresswidgets.benchmarking",
+    "BenchmarkReport": "compresswidgets.benchmarking",
+    "BenchmarkRow": "compresswidgets.benchmarking",
 }
 
 __all__ = [
+    "BenchmarkReport",
+    "BenchmarkRow",
     "Comparison",
     "ConversionError",
     "DemoData",
@@ -56,6 +61,7 @@ __all__ = [
     "WeightReport",
     "Workbench",
     "__version__",
+    "benchmark",
     "demo_data",
     "demo_model",
     "inspect_weights",
@@ -64,6 +70,7 @@ __all__ = [
 if TYPE_CHECKING:
     from compresswidgets._keras import KerasSetupWarning
     from compresswidgets._training import Progress, TrainingStopped
+    from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow, benchmark
     from compresswidgets.demo import DemoData, demo_data, demo_model
     from compresswidgets.tflite import ConversionError
     from compresswidgets.variant import Variant

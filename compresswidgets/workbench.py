@@ -378,6 +378,14 @@ class Workbench:
             label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
             context=self._context, code_step=quantization.code(params, None)))
 
+    # ------------------------------------------------------------------ measuring
+    def benchmark(self, variants: list[Variant] | None = None, **kwargs: Any) -> Any:
+        """:func:`compresswidgets.benchmark` of ``variants`` (default: all of them)."""
+        from compresswidgets.benchmarking import benchmark
+
+        return benchmark(list(variants) if variants is not None else list(self._variants),
+                         **kwargs)
+
     # ------------------------------------------------------------------ comparing
     def compare(self, variants: list[Variant] | None = None) -> Comparison:
         """One row per variant against the original: accuracy, sizes and their ratios."""

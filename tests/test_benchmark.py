@@ -1,0 +1,115 @@
+"""cw.benchmark: real LiteRT measurements in fresh processes, and every failure as a row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+import compresswidgets as cw
+
+
+@pytest.fixture(scope="module")
+def wb(demo):
+    wb = cw.Workbench(*demo)
+    wb.quantize("int8-only")
+    wb.quantize("dynamic")
+    return wb
+
+
+def test_real_measurements_on_the_demo(wb):
+    ticks = []
+    report = wb.benchmark(threads=(1, 2), runs=20, warmup=2, progress=ticks.append)
+    assert [(r.variant, r.threads) for r in report.rows] == [
+        (v.name, t) for v in wb.variants for t in (1, 2)]
+    for row in report.rows:
+        assert row.ok, row.error
+        assert 0 < row.min_ms <= row.median_ms <= row.p90_ms
+        assert row.p10_ms <= row.median_ms and row.mean_ms > 0 and row.std_ms >= 0
+        assert row.init_ms > 0 and row.first_inference_ms > 0 and row.memory_mb > 0
+        assert row.runs == 20 and row.batch == 1
+    dtypes = {r.variant: r.input_dtype for r in report.rows}
+    assert dtypes == {"original": "float32", "int8-only": "int8", "dynamic": "float32"}
+    sizes = {r.variant: r.size_bytes for r in report.rows}
+    assert sizes["int8-only"] == wb["int8-only"].size_bytes < sizes["original"]
+    assert ticks[0].index == 1 and ticks[-1].index == 6 and ticks[-1].total == 6
+    assert max(t.run for t in ticks) == 20
+    assert "Init" in str(report)
+
+
+def test_stop_between_variants(wb):
+    def stop_second(tick):
+        if tick.index == 2 and tick.run == 0:
+            tick.stop()
+
+    report = cw.benchmark(wb.variants, runs=5, progress=stop_second)
+    assert report.stopped and len(report.rows) == 1 and report.rows[0].variant == "original"
+
+
+def test_a_corrupt_model_is_an_error_row_and_the_rest_is_measured(wb):
+    broken = cw.Variant("broken <b>", {"technique": "original"}, tflite=b"not a flatbuffer" * 8)
+    report = cw.benchmark([broken, wb.original], runs=5)
+    bad, good = report.rows
+    assert not bad.ok and "broken" in bad.variant and np.isnan(bad.median_ms)
+    assert "ValueError" in bad.error or "model" in bad.error.lower()
+    assert good.ok and good.median_ms > 0
+
+
+def test_a_hanging_measurement_times_out(wb):
+    report = cw.benchmark([wb.original], runs=5, timeout=0.01)
+    assert "timed out after" in report.rows[0].error
+
+
+def test_a_failed_conversion_is_an_error_row(keras, demo):
+    tf = cw._keras.tf()
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Reshape((8, 8))(inputs)
+    x = keras.layers.Lambda(lambda t: tf.linalg.inv(t + tf.eye(8)))(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    report = cw.Workbench(model, demo[1]).benchmark(runs=5)
+    assert report.rows[0].error.startswith("conversion failed: The TFLite converter failed")
+
+
+def test_unknown_non_batch_dimensions_need_input_shape(keras):
+    inputs = keras.Input((None, 4))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 6, 4)).astype(np.float32)
+    wb = cw.Workbench(model, (x, x[..., :2], x, x[..., :2]),
+                      metric=lambda y, p: -float(np.mean((y - p) ** 2)))
+    row = wb.benchmark(runs=5).rows[0]
+    assert "unknown dimension(s) [1]" in row.error and "input_shape=" in row.error
+    row = wb.benchmark(runs=5, input_shape={"0": (6, 4)}).rows[0]
+    assert row.ok, row.error
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"threads": 0}, r"threads must be a whole number >= 1"),
+    ({"threads": ()}, r"threads is empty"),
+    ({"runs": 0}, r"runs must be a whole number >= 1"),
+    ({"batch": -1}, r"batch must be"),
+    ({"warmup": -1}, r"warmup must be"),
+])
+def test_bad_arguments(wb, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        wb.benchmark(**kwargs)
+
+
+def test_bad_variant_lists(wb):
+    with pytest.raises(ValueError, match="at least one variant"):
+        cw.benchmark([])
+    with pytest.raises(TypeError, match="takes Variants"):
+        cw.benchmark(["original"])
+
+
+def test_exports(wb, tmp_path):
+    report = cw.benchmark([wb.original], runs=5)
+    text = report.to_csv(tmp_path / "b.csv")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
+    assert text == (tmp_path / "b.csv").read_text()
+    assert rows[0]["variant"] == "original" and float(rows[0]["median_ms"]) > 0
+    document = json.loads(report.to_json(tmp_path / "b.json"))
+    assert document["rows"][0]["threads"] == 1 and not document["stopped"]
