@@ -17,7 +17,17 @@ import numpy as np
 
 from compresswidgets.inspection import Histogram, TensorStats, WeightReport
 
-__all__ = ["mpl_text", "plot_channel_ranges", "plot_histogram", "plot_layer_overview"]
+__all__ = [
+    "mpl_text",
+    "pareto_front",
+    "plot_channel_ranges",
+    "plot_histogram",
+    "plot_latency",
+    "plot_layer_overview",
+    "plot_memory",
+    "plot_sizes",
+    "plot_tradeoff",
+]
 
 _BLUE = "#3b75af"
 _ORANGE = "#ef8636"
@@ -104,4 +114,114 @@ def plot_layer_overview(report: WeightReport, ax: Any, *, highlight: str | None 
     ax.set_title(
         f"{report.total_params:,} parameters, {report.float32_bytes / 1e6:.2f} MB as float32, "
         f"sparsity {report.sparsity:.2%}", fontsize=10)
+    return ax
+
+
+# --------------------------------------------------------------------------- benchmark plots
+def _measured(report: Any, threads: int | None) -> list[Any]:
+    rows = [r for r in report.rows if r.ok]
+    if threads is None and rows:
+        threads = min(r.threads for r in rows)
+    return [r for r in rows if r.threads == threads]
+
+
+def _empty(ax: Any, text: str) -> Any:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_axis_off()
+    return ax
+
+
+def plot_latency(report: Any, ax: Any, *, threads: int | None = None) -> Any:
+    """Median latency per variant (bars) with p10–p90 whiskers, at one thread count."""
+    rows = _measured(report, threads)
+    if not rows:
+        return _empty(ax, "no successful measurement")
+    y = np.arange(len(rows))
+    median = np.array([r.median_ms for r in rows])
+    low = median - np.array([r.p10_ms for r in rows])
+    high = np.array([r.p90_ms for r in rows]) - median
+    ax.barh(y, median, xerr=[low, high], color=_BLUE, capsize=3, ecolor="0.3")
+    ax.set_yticks(y, [mpl_text(r.variant, 32) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency per inference (ms): median, p10–p90")
+    ax.set_title(f"Latency, {rows[0].threads} thread(s), batch {rows[0].batch}", fontsize=10)
+    return ax
+
+
+def plot_memory(report: Any, ax: Any, *, threads: int | None = None) -> Any:
+    """Peak memory footprint per variant (MB over the process baseline)."""
+    rows = _measured(report, threads)
+    if not rows:
+        return _empty(ax, "no successful measurement")
+    y = np.arange(len(rows))
+    ax.barh(y, [r.memory_mb for r in rows], color=_ORANGE)
+    ax.set_yticks(y, [mpl_text(r.variant, 32) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("memory footprint (MB)")
+    ax.set_title("Peak memory of inference", fontsize=10)
+    return ax
+
+
+def plot_sizes(report: Any, ax: Any) -> Any:
+    """.tflite size and gzipped size per variant (one row per variant)."""
+    seen: dict[str, Any] = {}
+    for r in report.rows:
+        if r.size_bytes and r.variant not in seen:
+            seen[r.variant] = r
+    if not seen:
+        return _empty(ax, "no sizes")
+    rows = list(seen.values())
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [r.size_bytes / 1024 for r in rows], height=0.4, color=_BLUE,
+            label=".tflite")
+    ax.barh(y + 0.2, [(r.gzipped_bytes or 0) / 1024 for r in rows], height=0.4,
+            color="#2a9d55", label="gzipped")
+    ax.set_yticks(y, [mpl_text(r.variant, 32) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("size (KiB)")
+    ax.legend(fontsize=8)
+    ax.set_title("Model size", fontsize=10)
+    return ax
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower x (cost) and higher y (accuracy).
+
+    Example:
+        >>> pareto_front([(1, 0.9), (2, 0.95), (3, 0.94), (1.5, 0.8)])
+        [0, 1]
+    """
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y)
+                        for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def plot_tradeoff(report: Any, ax: Any, *, cost: str = "gzipped_bytes",
+                  threads: int | None = None) -> Any:
+    """Accuracy against a cost (``gzipped_bytes``, ``size_bytes``, ``median_ms``,
+    ``memory_mb``), with the Pareto front marked."""
+    rows = [r for r in _measured(report, threads) if r.accuracy is not None
+            and getattr(r, cost) is not None]
+    if not rows:
+        return _empty(ax, "no variant with accuracy and cost")
+    points = [(float(getattr(r, cost)), float(r.accuracy)) for r in rows]
+    front = pareto_front(points)
+    xs, ys = zip(*points, strict=True)
+    ax.scatter(xs, ys, color="0.55", zorder=2, label="variant")
+    best = sorted(points[i] for i in front)
+    ax.plot([p[0] for p in best], [p[1] for p in best], "-o", color=_ORANGE, zorder=3,
+            label="Pareto front")
+    for (x, y), r in zip(points, rows, strict=True):
+        ax.annotate(mpl_text(r.variant, 24), (x, y), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    labels = {"gzipped_bytes": "gzipped size (bytes)", "size_bytes": ".tflite size (bytes)",
+              "median_ms": "median latency (ms)", "memory_mb": "memory footprint (MB)"}
+    ax.set_xlabel(labels.get(cost, cost))
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Accuracy against " + labels.get(cost, cost).split(" (")[0], fontsize=10)
     return ax

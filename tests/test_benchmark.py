@@ -113,3 +113,37 @@ def test_exports(wb, tmp_path):
     assert rows[0]["variant"] == "original" and float(rows[0]["median_ms"]) > 0
     document = json.loads(report.to_json(tmp_path / "b.json"))
     assert document["rows"][0]["threads"] == 1 and not document["stopped"]
+
+
+def test_plots_draw_the_report(wb):
+    from matplotlib.figure import Figure
+
+    from compresswidgets import plots
+
+    broken = cw.Variant("broken", {"technique": "original"}, tflite=b"garbage" * 10)
+    report = cw.benchmark([*wb.variants, broken], threads=(1, 2), runs=10)
+    fig = Figure(figsize=(10, 8))
+    (a, b), (c, d) = fig.subplots(2, 2)
+    plots.plot_latency(report, a, threads=2)
+    assert len(a.patches) == 3  # one bar per measured variant; the broken one is left out
+    assert "2 thread(s)" in a.get_title()
+    widths = sorted(p.get_width() for p in a.patches)
+    medians = sorted(r.median_ms for r in report.rows if r.ok and r.threads == 2)
+    assert widths == pytest.approx(medians)
+    plots.plot_memory(report, b)
+    assert len(b.patches) == 3
+    plots.plot_sizes(report, c)
+    assert len(c.patches) == 8  # raw and gzipped for the 3 measured + the broken one's size
+    plots.plot_tradeoff(report, d)
+    front_line = d.lines[0]
+    xs = list(front_line.get_xdata())
+    assert xs == sorted(xs) and len(xs) >= 1
+    fig.savefig(io.BytesIO(), format="png")  # renders without error
+
+
+def test_pareto_front():
+    from compresswidgets.plots import pareto_front
+
+    assert pareto_front([(1, 0.9), (2, 0.95), (3, 0.94), (1.5, 0.8)]) == [0, 1]
+    assert pareto_front([(1, 0.9), (1, 0.9)]) == [0, 1]  # ties dominate nobody
+    assert pareto_front([]) == []
