@@ -33,6 +33,8 @@ test: venv lint  ## lint, then the whole suite: core, widgets, notebooks, real b
 bench: venv  ## speed targets: each prints its ratio against a floor measured in the same run
 	$(BIN)/python benchmarks/bench_inspect.py
 	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_harness.py
+	$(BIN)/python benchmarks/bench_resnet.py
 
 results: venv  ## docs/results.md: accuracy and sizes of every technique on the demo model
 	$(BIN)/python benchmarks/results_table.py

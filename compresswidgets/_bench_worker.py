@@ -42,7 +42,8 @@ def _inputs(np, details: list[dict], batch: int, shapes: dict | None) -> list:
         signature = [int(v) for v in d.get("shape_signature", d["shape"])]
         wanted = (shapes or {}).get(str(i)) or (shapes or {}).get(d["name"])
         if wanted is not None:
-            shape = [batch] + [int(v) for v in wanted]
+            shape = [batch if signature and signature[0] < 0 else signature[0],
+                     *[int(v) for v in wanted]]
         else:
             unknown = [axis for axis, v in enumerate(signature) if v < 0 and axis > 0]
             if unknown:
@@ -50,7 +51,9 @@ def _inputs(np, details: list[dict], batch: int, shapes: dict | None) -> list:
                     f"input {d['name']!r} has unknown dimension(s) {unknown} (shape "
                     f"{signature}); pass input_shape={{'{d['name']}': (...)}} with the sizes "
                     "to benchmark, batch dimension excluded.")
-            shape = [batch, *signature[1:]] if signature else []
+            # only a dynamic batch dimension takes `batch`; a fixed one is the model's own
+            shape = [batch if signature[0] < 0 else signature[0], *signature[1:]] \
+                if signature else []
         dtype = np.dtype(d["dtype"])
         if dtype.kind == "f":
             arrays.append(rng.standard_normal(shape).astype(dtype))

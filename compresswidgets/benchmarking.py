@@ -44,7 +44,11 @@ TOOL_COLUMNS = {"init_ms": "Init (ms)", "first_inference_ms": "First inference (
 
 @dataclass(frozen=True)
 class BenchmarkRow:
-    """One variant at one thread count. ``error`` is set (and timings NaN) when it failed."""
+    """One variant at one thread count. ``error`` is set (and timings NaN) when it failed.
+
+    ``batch`` is the batch size measured: the requested one for a dynamic batch dimension,
+    the model's own for a fixed one.
+    """
 
     variant: str
     technique: str
@@ -212,7 +216,7 @@ def benchmark(
                 spec = {"model": path, "threads": t, "runs": runs, "warmup": warmup,
                         "batch": batch, "input_shape": input_shape}
                 result = _run(spec, timeout, lambda run, tick=tick: _tick(progress, tick, run))
-                report.rows.append(BenchmarkRow(**base, **result))
+                report.rows.append(BenchmarkRow(**{**base, **result}))  # the batch really used
     return report
 
 
@@ -303,8 +307,9 @@ def _interpret(result: dict[str, Any] | None, code: int | None, stderr: str,
         return {"error": f"the measuring process returned unusable numbers: {values}"}
     if not values.get("output_finite", True):
         return {"error": "the model's output is not finite (NaN or Inf) on random inputs"}
+    shape = values.get("input_shape") or [0]
     return {**{name: float(values[name]) for name in _FIELDS},
-            "input_dtype": str(values.get("input_dtype", ""))}
+            "input_dtype": str(values.get("input_dtype", "")), "batch": int(shape[0] or 1)}
 
 
 def _lines(proc: subprocess.Popen, deadline: float) -> Iterable[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -147,3 +148,51 @@ def test_pareto_front():
     assert pareto_front([(1, 0.9), (2, 0.95), (3, 0.94), (1.5, 0.8)]) == [0, 1]
     assert pareto_front([(1, 0.9), (1, 0.9)]) == [0, 1]  # ties dominate nobody
     assert pareto_front([]) == []
+
+
+def test_a_fixed_batch_is_the_models_own(demo, keras):
+    model, _ = demo
+    fixed = keras.Sequential([keras.layers.InputLayer(input_shape=(8, 8, 1), batch_size=16),
+                              *[type(layer).from_config(layer.get_config())
+                                for layer in model.layers]])
+    fixed.set_weights(model.get_weights())
+    from compresswidgets import tflite
+
+    variant = cw.Variant("fixed", {"technique": "original"}, tflite=tflite.convert(fixed))
+    row = cw.benchmark([variant], runs=5, batch=4).rows[0]
+    assert row.ok and row.batch == 16  # not resized to the requested 4
+    dynamic = cw.benchmark([cw.Workbench(*demo).original], runs=5, batch=4).rows[0]
+    assert dynamic.ok and dynamic.batch == 4
+
+
+def test_int8_needs_less_memory_than_its_float_parent(keras):
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3))
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 96, 96, 3), dtype=np.float32)
+    y = rng.integers(0, 1000, size=12)
+    wb = cw.Workbench(model, (x, y, x[:4], y[:4]))
+    q = wb.quantize("int8", representative_samples=8)
+    float_row, int8_row = cw.benchmark([wb.original, q], runs=5, warmup=1, timeout=600).rows
+    assert float_row.ok and int8_row.ok, (float_row.error, int8_row.error)
+    assert int8_row.memory_mb < 0.8 * float_row.memory_mb
+    assert int8_row.size_bytes < 0.4 * float_row.size_bytes
+
+
+@pytest.mark.parametrize("script,pattern", [
+    ("import os; os.abort()", r"ended without a result \(exit code -6\)"),
+    ("print('{\"result\": {\"init_ms\": -1}}')", r"unusable numbers"),
+    ("print('not json at all')", r"ended without a result \(exit code 0\)"),
+])
+def test_crashing_or_garbage_workers_become_error_rows(wb, tmp_path, monkeypatch, script,
+                                                       pattern):
+    from compresswidgets import benchmarking
+
+    fake = tmp_path / "worker.py"
+    fake.write_text(script)
+    monkeypatch.setattr(benchmarking, "WORKER", fake)
+    report = cw.benchmark([wb.original, wb["dynamic"]], runs=5)
+    assert len(report.rows) == 2
+    for row in report.rows:
+        assert not row.ok and row.error
+    assert report.rows[0].error == report.rows[1].error
+    assert re.search(pattern, report.rows[0].error), report.rows[0].error
