@@ -37,11 +37,6 @@ __all__ = ["BenchmarkProgress", "BenchmarkReport", "BenchmarkRow", "benchmark"]
 
 WORKER = Path(__file__).with_name("_bench_worker.py")
 
-#: Column names as the TFLite benchmark tool prints them, for tables.
-TOOL_COLUMNS = {"init_ms": "Init (ms)", "first_inference_ms": "First inference (ms)",
-                "mean_ms": "Inference (avg, ms)", "memory_mb": "Memory footprint (MB)"}
-
-
 @dataclass(frozen=True)
 class BenchmarkRow:
     """One variant at one thread count. ``error`` is set (and timings NaN) when it failed.

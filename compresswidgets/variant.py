@@ -343,8 +343,5 @@ def _float_converter() -> list[str]:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    return str(value)
+    """NumPy scalars as numbers; anything else JSON cannot hold, as text."""
+    return value.item() if isinstance(value, np.generic) else str(value)
