@@ -32,6 +32,7 @@ _LAZY = {
     "demo_data": "compresswidgets.demo",
     "DemoData": "compresswidgets.demo",
     "WeightInspector": "compresswidgets.widgets.inspector",
+    "PruningPanel": "compresswidgets.widgets.pruning",
     "KerasSetupWarning": "compresswidgets._keras",
     "Workbench": "compresswidgets.workbench",
     "Comparison": "compresswidgets.workbench",
@@ -54,6 +55,7 @@ __all__ = [
     "KerasSetupWarning",
     "LayerSummary",
     "Progress",
+    "PruningPanel",
     "TensorStats",
     "TrainingStopped",
     "Variant",
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from compresswidgets.tflite import ConversionError
     from compresswidgets.variant import Variant
     from compresswidgets.widgets.inspector import WeightInspector
+    from compresswidgets.widgets.pruning import PruningPanel
     from compresswidgets.workbench import Comparison, Workbench
 
 

@@ -1,5 +1,6 @@
 """The panels. Each is a composition of standard ipywidgets and only calls the core."""
 
 from compresswidgets.widgets.inspector import WeightInspector
+from compresswidgets.widgets.pruning import PruningPanel
 
-__all__ = ["WeightInspector"]
+__all__ = ["PruningPanel", "WeightInspector"]

@@ -1,0 +1,85 @@
+"""PruningPanel without a browser: set controls, click, wait for the background run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import weights_bytes
+
+import compresswidgets as cw
+
+PNG = b"\x89PNG"
+
+
+@pytest.fixture
+def panel(demo):
+    return cw.PruningPanel(cw.Workbench(*demo))
+
+
+def preview_total(panel):
+    ax = panel._preview_fig.figure.axes[0]
+    after = ax.patches[-1].get_data().values
+    return int(after.sum())
+
+
+def test_defaults_and_tiny_layers(panel):
+    assert panel.base == "original" and panel.target_sparsity == 0.5 and panel.epochs == 2
+    ticked = {b.layer_name: b.value for b in panel._layers.children}
+    assert ticked == {"conv2d": False, "conv2d_1": True, "conv2d_2": True, "dense": True,
+                      "dense_1": False}
+    assert "conv2d, dense_1" in panel._layers_note.value
+    assert panel.preview_layer == "conv2d_1"  # the biggest layer
+    assert bytes(panel._preview_fig.widget.value).startswith(PNG)
+    assert "cw-pruning-panel" in panel._dom_classes
+
+
+def test_moving_the_slider_redraws_the_preview(panel):
+    kernel = panel.workbench.original.keras_model.get_layer("conv2d_1").kernel.numpy()
+    before = bytes(panel._preview_fig.widget.value)
+    assert preview_total(panel) == kernel.size - int(np.floor(0.5 * kernel.size))
+    panel._sparsity.value = 0.9
+    assert bytes(panel._preview_fig.widget.value) != before
+    assert preview_total(panel) == kernel.size - int(np.floor(0.9 * kernel.size))
+    panel._preview.value = "dense"
+    assert "dense" in panel._preview_fig.figure.axes[0].get_title()
+
+
+def test_apply_makes_a_variant_and_shows_it(panel, demo):
+    model, _ = demo
+    live = weights_bytes(model)
+    panel._sparsity.value = 0.6
+    panel._epochs.value = 1
+    panel._apply.click()
+    assert panel.running and panel._apply.disabled and not panel._stop_button.disabled
+    panel.wait(300)
+    assert not panel.running and not panel._apply.disabled
+    variant = panel.result
+    assert variant is panel.workbench.variants[-1] and variant.recipe["target_sparsity"] == 0.6
+    assert variant.recipe["layers"] == ["conv2d_1", "conv2d_2", "dense"]
+    assert "sparsity conv2d_1" in panel._result.value and "60.0%" in panel._result.value
+    assert "prune_low_magnitude" in panel._code.value
+    assert variant.name in panel._base.options  # can be the base of the next step
+    assert panel._progress.value == 1.0
+    assert weights_bytes(model) == live
+
+
+def test_stop_leaves_the_workbench_as_it_was(panel):
+    before = panel.workbench.variants
+    panel._epochs.value = 20
+    panel._apply.click()
+    panel._stop_button.click()
+    panel.wait(300)
+    assert panel.workbench.variants == before
+    assert "stopped" in panel._status.value and panel.result is None
+    assert panel._error.value == ""
+
+
+def test_errors_show_in_the_panel(panel):
+    before = panel.workbench.variants
+    panel._structure.value = "2:4"
+    for box in panel._layers.children:
+        box.value = box.layer_name == "conv2d"  # one input channel: cannot be 2:4
+    panel._apply.click()
+    panel.wait(300)
+    assert "cw-error" in panel._error.value and "multiple of 4" in panel._error.value
+    assert panel.workbench.variants == before and not panel.running
