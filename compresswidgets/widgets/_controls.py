@@ -52,7 +52,9 @@ class FigureImage:
         self.figure.subplots_adjust(**adjust)
         self.ax = self.figure.add_subplot()
         self.dpi = dpi
-        self.widget = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        # flex-start: in a VBox a stretched image would be scaled up and blurred
+        self.widget = widgets.Image(format="png", layout=widgets.Layout(
+            max_width="100%", align_self="flex-start"))
         if css_class:
             self.widget.add_class(css_class)
 

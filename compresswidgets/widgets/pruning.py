@@ -226,8 +226,9 @@ class PruningPanel(widgets.VBox):
         else:
             self.result = variant
             self._progress.value = 1.0
-            self._status.value = esc(f"made {variant.name!r}")
+            self._status.value = "measuring the result…"
             self._show(variant)
+            self._status.value = esc(f"made {variant.name!r}")
         finally:
             self.running = False
 
