@@ -59,6 +59,12 @@ def test_apply_makes_a_variant_and_shows_it(panel, demo):
     assert "sparsity conv2d_1" in panel._result.value and "60.0%" in panel._result.value
     assert "prune_low_magnitude" in panel._code.value
     assert variant.name in panel._base.options  # can be the base of the next step
+    ax = panel._result_fig.figure.axes[0]
+    before, after = (patch.get_data().values for patch in ax.patches)
+    kernel = variant.keras_model.get_layer("conv2d_1").kernel.numpy()
+    assert int(after.sum()) == int(np.count_nonzero(kernel))  # the real result, zeros left out
+    assert int(before.sum()) == kernel.size
+    assert panel._result_fig.widget.layout.display is None  # shown once there is a result
     assert panel._progress.value == 1.0
     assert weights_bytes(model) == live
 

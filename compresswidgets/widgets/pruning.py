@@ -78,6 +78,9 @@ class PruningPanel(widgets.VBox):
         self._preview_fig = FigureImage(5.2, 2.8, css_class="cw-preview-plot", left=0.14,
                                         right=0.97, bottom=0.18, top=0.88)
         self._result = widgets.HTML()
+        self._result_fig = FigureImage(5.2, 2.8, css_class="cw-result-plot", left=0.14,
+                                       right=0.97, bottom=0.18, top=0.88)
+        self._result_fig.widget.layout.display = "none"  # until there is a result
         self._code = widgets.HTML()
         self._code_box = widgets.Accordion(children=[self._code], titles=("Show code",))
         self._code_box.selected_index = None
@@ -104,7 +107,10 @@ class PruningPanel(widgets.VBox):
             widgets.HTML("<b>Layers to prune</b>"), self._layers_note, self._layers,
             widgets.HBox([self._apply, self._stop_button, self._progress, self._status],
                          layout=widgets.Layout(align_items="center")),
-            self._error, self._preview_fig.widget, self._result, self._code_box,
+            self._error, self._preview_fig.widget,
+            widgets.HBox([self._result, self._result_fig.widget],
+                         layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self._code_box,
         ]
         self.refresh_variants()
         with self.hold_trait_notifications():
@@ -253,3 +259,17 @@ class PruningPanel(widgets.VBox):
         self._result.value = table_html(rows) + notes
         self._code.value = (f"<pre style='font-size:11px;white-space:pre-wrap'>"
                             f"{esc(variant.code)}</pre>")
+        layer = self.preview_layer if self.preview_layer in variant.recipe["layers"] else (
+            variant.recipe["layers"][0])
+        before = self._kernel(layer) if variant.parent.name == self.base else np.asarray(
+            kernel_of(variant.parent.keras_model.get_layer(layer)).numpy())
+        after = np.asarray(kernel_of(variant.keras_model.get_layer(layer)).numpy())
+        span = (float(min(before.min(), after.min())), float(max(before.max(), after.max())))
+        ax = self._result_fig.clear()
+        plot_histogram(histogram_of(before, 64, span), ax, label="before", color="#9aa5b1",
+                       alpha=0.6)
+        plot_histogram(histogram_of(after, 64, span, exclude_zeros=True), ax,
+                       label=f"after fine-tuning ({np.mean(after == 0):.0%} zeros, not shown)",
+                       color="#2a9d55", alpha=0.85, title=f"{layer}: result of {variant.name}")
+        self._result_fig.render()
+        self._result_fig.widget.layout.display = None
