@@ -63,10 +63,6 @@ class CompileSettings:
         }
 
     @property
-    def learning_rate(self) -> float:
-        return float(self.optimizer_config.get("learning_rate", 0.0))
-
-    @property
     def optimizer_code(self) -> str:
         config = {key: value for key, value in self.optimizer_config.items()
                   if key in ("learning_rate", "beta_1", "beta_2", "epsilon", "momentum",

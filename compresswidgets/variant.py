@@ -158,13 +158,19 @@ class Variant:
                              "cannot be computed without its Workbench's data.")
         return self._context
 
+    def _sizes(self) -> None:
+        if "size_bytes" not in self._metrics or "gzipped_bytes" not in self._metrics:
+            self._metrics["size_bytes"], self._metrics["gzipped_bytes"] = tfl.sizes(self.tflite)
+
     @property
     def size_bytes(self) -> int:
-        return self._cached("size_bytes", lambda: tfl.sizes(self.tflite)[0])
+        self._sizes()  # one gzip pass answers both
+        return self._metrics["size_bytes"]
 
     @property
     def gzipped_bytes(self) -> int:
-        return self._cached("gzipped_bytes", lambda: tfl.sizes(self.tflite)[1])
+        self._sizes()
+        return self._metrics["gzipped_bytes"]
 
     # ------------------------------------------------------------------ accuracy
     @property

@@ -20,9 +20,9 @@ from compresswidgets.techniques._common import (
     check_number,
     select_layers,
 )
+from compresswidgets.tflite import CALIBRATED
 
 MODES = ("dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
-CALIBRATED = ("int8", "int8-only", "int16x8")
 SCHEMES = {
     "default": "tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()",
     "pqat": "tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()",

@@ -87,8 +87,7 @@ class PruningPanel(widgets.VBox):
 
         # options before the links: a linked Dropdown must hold the trait's value
         self._base.options = self._prunable_variants()
-        first = [layer for layer in self._base_model().layers
-                 if layer.weights and pruning.supports(layer)]
+        first = self._prunable_layers()
         self._preview.options = [layer.name for layer in first]
         if first:  # the biggest layer shows the most
             self.preview_layer = max(first, key=lambda layer: layer.count_params()).name
@@ -133,12 +132,15 @@ class PruningPanel(widgets.VBox):
         return [v.name for v in self.workbench.variants
                 if v.keras_model is not None and not v.is_quantized]
 
+    def _prunable_layers(self) -> list[Any]:
+        return [layer for layer in self._base_model().layers
+                if layer.weights and pruning.supports(layer)]
+
     def _base_model(self) -> Any:
         return self.workbench[self.base].keras_model
 
     def _on_base(self, _change: Any = None) -> None:
-        model = self._base_model()
-        layers = [layer for layer in model.layers if layer.weights and pruning.supports(layer)]
+        layers = self._prunable_layers()
         boxes = []
         for layer in layers:
             size = sum(int(np.prod(w.shape)) for w in layer.weights)
