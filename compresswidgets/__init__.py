@@ -33,6 +33,10 @@ _LAZY = {
     "DemoData": "compresswidgets.demo",
     "WeightInspector": "compresswidgets.widgets.inspector",
     "PruningPanel": "compresswidgets.widgets.pruning",
+    "ClusteringPanel": "compresswidgets.widgets.clustering",
+    "QuantizationPanel": "compresswidgets.widgets.quantization",
+    "BenchmarkPanel": "compresswidgets.widgets.benchmark",
+    "Studio": "compresswidgets.widgets.studio",
     "KerasSetupWarning": "compresswidgets._keras",
     "Workbench": "compresswidgets.workbench",
     "Comparison": "compresswidgets.workbench",
@@ -46,8 +50,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "BenchmarkPanel",
     "BenchmarkReport",
     "BenchmarkRow",
+    "ClusteringPanel",
     "Comparison",
     "ConversionError",
     "DemoData",
@@ -56,6 +62,8 @@ __all__ = [
     "LayerSummary",
     "Progress",
     "PruningPanel",
+    "QuantizationPanel",
+    "Studio",
     "TensorStats",
     "TrainingStopped",
     "Variant",
@@ -76,8 +84,12 @@ if TYPE_CHECKING:
     from compresswidgets.demo import DemoData, demo_data, demo_model
     from compresswidgets.tflite import ConversionError
     from compresswidgets.variant import Variant
+    from compresswidgets.widgets.benchmark import BenchmarkPanel
+    from compresswidgets.widgets.clustering import ClusteringPanel
     from compresswidgets.widgets.inspector import WeightInspector
     from compresswidgets.widgets.pruning import PruningPanel
+    from compresswidgets.widgets.quantization import QuantizationPanel
+    from compresswidgets.widgets.studio import Studio
     from compresswidgets.workbench import Comparison, Workbench
 
 

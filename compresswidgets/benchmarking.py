@@ -212,6 +212,9 @@ def benchmark(
                         "batch": batch, "input_shape": input_shape}
                 result = _run(spec, timeout, lambda run, tick=tick: _tick(progress, tick, run))
                 report.rows.append(BenchmarkRow(**{**base, **result}))  # the batch really used
+                if tick.stop_requested:  # asked during the runs: this measurement is kept
+                    report.stopped = True
+                    return report
     return report
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import PercentFormatter
 
 from compresswidgets.inspection import Histogram, TensorStats, WeightReport
 
@@ -143,7 +144,7 @@ def plot_latency(report: Any, ax: Any, *, threads: int | None = None) -> Any:
     ax.barh(y, median, xerr=[low, high], color=_BLUE, capsize=3, ecolor="0.3")
     ax.set_yticks(y, [mpl_text(r.variant, 32) for r in rows], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("latency per inference (ms): median, p10–p90")
+    ax.set_xlabel("ms per inference (median, p10–p90)")
     ax.set_title(f"Latency, {rows[0].threads} thread(s), batch {rows[0].batch}", fontsize=10)
     return ax
 
@@ -208,20 +209,26 @@ def plot_tradeoff(report: Any, ax: Any, *, cost: str = "gzipped_bytes",
             and getattr(r, cost) is not None]
     if not rows:
         return _empty(ax, "no variant with accuracy and cost")
-    points = [(float(getattr(r, cost)), float(r.accuracy)) for r in rows]
+    scale = 1024 if cost.endswith("_bytes") else 1  # bytes are shown in KiB
+    points = [(float(getattr(r, cost)) / scale, float(r.accuracy)) for r in rows]
     front = pareto_front(points)
     xs, ys = zip(*points, strict=True)
     ax.scatter(xs, ys, color="0.55", zorder=2, label="variant")
     best = sorted(points[i] for i in front)
     ax.plot([p[0] for p in best], [p[1] for p in best], "-o", color=_ORANGE, zorder=3,
             label="Pareto front")
-    for (x, y), r in zip(points, rows, strict=True):
-        ax.annotate(mpl_text(r.variant, 24), (x, y), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
-    labels = {"gzipped_bytes": "gzipped size (bytes)", "size_bytes": ".tflite size (bytes)",
+    # labels of points at about the same accuracy alternate above and below
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0]))
+    for rank, i in enumerate(order):
+        below = rank % 2 == 1 and abs(points[i][1] - points[order[rank - 1]][1]) < 0.004
+        ax.annotate(mpl_text(rows[i].variant, 24), points[i], fontsize=7,
+                    xytext=(4, -10 if below else 3), textcoords="offset points")
+    ax.margins(x=0.2, y=0.15)  # room for the labels
+    labels = {"gzipped_bytes": "gzipped size (KiB)", "size_bytes": ".tflite size (KiB)",
               "median_ms": "median latency (ms)", "memory_mb": "memory footprint (MB)"}
     ax.set_xlabel(labels.get(cost, cost))
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.legend(fontsize=8, loc="best")
     ax.set_title("Accuracy against " + labels.get(cost, cost).split(" (")[0], fontsize=10)
     return ax

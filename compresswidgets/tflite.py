@@ -23,7 +23,8 @@ import numpy as np
 from compresswidgets import _keras, _worker
 from compresswidgets._data import Metric, default_metric
 
-__all__ = ["MODES", "ConversionError", "convert", "evaluate", "quantization_error", "sizes"]
+__all__ = ["MODES", "ConversionError", "convert", "dequantized_kernels", "evaluate",
+           "quantization_error", "sizes"]
 
 #: Converter settings by name; "float32" is the plain conversion used to size Keras variants.
 MODES = ("float32", "dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
@@ -257,15 +258,21 @@ def _to_keras_layout(value: np.ndarray, keras_shape: tuple[int, ...],
     return restored if restored.shape == tuple(keras_shape) else None
 
 
-def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
-    """Per kernel: max absolute error and SNR (dB) of the TFLite weights against ``model``'s.
+def dequantized_kernels(model: Any, tflite: bytes) -> dict[str, np.ndarray]:
+    """Each conv/dense kernel of ``model`` as stored in ``tflite``, dequantized to float32 and
+    put back into Keras' layout (keyed by layer name), e.g. to plot before/after histograms.
 
     Kernels are matched by layer name in the TFLite tensor names (``.../conv2d/Conv2D``; QAT
     layers appear as ``quant_conv2d``) and by size; layers the converter folded or renamed
     beyond recognition are left out.
     """
+    return {name: restored for name, _, _, restored, _ in _matched(model, tflite)}
+
+
+def _matched(model: Any, tflite: bytes) -> list[tuple[str, str, np.ndarray, np.ndarray, str]]:
+    """``(layer, weight, Keras kernel, dequantized TFLite kernel, TFLite dtype)`` per kernel."""
     constants = _constants(tflite)
-    errors = []
+    found = []
     for name, layer_class, weight, variable in _kernels(model):
         reference = np.asarray(variable.numpy(), dtype=np.float32)
         keys = (f"/{name}/", f"/quant_{name}/")
@@ -276,13 +283,21 @@ def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
                                         layer_class)
             if restored is None:
                 continue
-            diff = restored.astype(np.float64) - reference
-            noise = float(np.sum(diff * diff))
-            signal = float(np.sum(reference.astype(np.float64) ** 2))
-            snr = math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
-            errors.append(WeightError(name, weight, str(value.dtype),
-                                      float(np.max(np.abs(diff))), snr))
+            found.append((name, weight, reference, restored, str(value.dtype)))
             break
+    return found
+
+
+def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
+    """Per kernel: max absolute error and SNR (dB) of the TFLite weights against ``model``'s
+    (matched as in :func:`dequantized_kernels`)."""
+    errors = []
+    for name, weight, reference, restored, dtype in _matched(model, tflite):
+        diff = restored.astype(np.float64) - reference
+        noise = float(np.sum(diff * diff))
+        signal = float(np.sum(reference.astype(np.float64) ** 2))
+        snr = math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
+        errors.append(WeightError(name, weight, dtype, float(np.max(np.abs(diff))), snr))
     return errors
 
 

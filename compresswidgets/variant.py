@@ -15,6 +15,7 @@ import numpy as np
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Data, Metric
 from compresswidgets.inspection import inspect_weights
+from compresswidgets.techniques._common import kernel_of
 
 __all__ = ["Variant", "safe_filename"]
 
@@ -250,6 +251,22 @@ class Variant:
             model = self._weights_model()
             return [e.as_dict() for e in tfl.quantization_error(model, self.tflite)]
         return [tfl.WeightError(**e) for e in self._cached("quantization_error", compute)]
+
+    def kernel(self, layer: str) -> np.ndarray:
+        """The kernel of ``layer`` as this variant holds it: the Keras weights, or for a
+        quantized variant the TFLite weights dequantized to float32 in Keras' layout."""
+        if self.is_quantized:
+            kernels = self._cached("kernels", lambda: tfl.dequantized_kernels(
+                self._weights_model(), self.tflite))
+            if layer not in kernels:
+                raise KeyError(f"No kernel of layer {layer!r} found in the .tflite of "
+                               f"{self._name!r}. Layers with one: {', '.join(kernels)}.")
+            return kernels[layer]
+        model = self._weights_model()
+        found = kernel_of(model.get_layer(layer)) if model is not None else None
+        if found is None:
+            raise KeyError(f"Layer {layer!r} of {self._name!r} has no kernel.")
+        return np.asarray(found.numpy())
 
     def metrics(self) -> dict[str, Any]:
         """Every metric, computed now if need be."""

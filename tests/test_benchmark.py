@@ -50,6 +50,16 @@ def test_stop_between_variants(wb):
     assert report.stopped and len(report.rows) == 1 and report.rows[0].variant == "original"
 
 
+def test_stop_during_a_measurement_ends_after_it(wb):
+    def stop_midway(tick):
+        if tick.index == 1 and tick.run == 3:
+            tick.stop()
+
+    report = cw.benchmark(wb.variants, runs=10, progress=stop_midway)
+    assert report.stopped and [r.variant for r in report.rows] == ["original"]
+    assert report.rows[0].ok and report.rows[0].runs == 10  # the one in progress is complete
+
+
 def test_a_corrupt_model_is_an_error_row_and_the_rest_is_measured(wb):
     broken = cw.Variant("broken <b>", {"technique": "original"}, tflite=b"not a flatbuffer" * 8)
     report = cw.benchmark([broken, wb.original], runs=5)

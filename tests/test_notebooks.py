@@ -67,4 +67,10 @@ def check_quickstart(nb) -> None:
     assert "tfmot.sparsity.keras.prune_low_magnitude" in text  # the variant's code
 
 
-CHECKS = {"00_quickstart": check_quickstart}
+def check_studio(nb) -> None:
+    bundle = nb.cells[-1].outputs[-1]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "original" in bundle["text/html"] and "gzipped B" in bundle["text/html"]
+
+
+CHECKS = {"00_quickstart": check_quickstart, "studio_app": check_studio}

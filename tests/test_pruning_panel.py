@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _helpers import weights_bytes
+from _helpers import table_rows, weights_bytes
 
 import compresswidgets as cw
 
@@ -56,7 +56,11 @@ def test_apply_makes_a_variant_and_shows_it(panel, demo):
     variant = panel.result
     assert variant is panel.workbench.variants[-1] and variant.recipe["target_sparsity"] == 0.6
     assert variant.recipe["layers"] == ["conv2d_1", "conv2d_2", "dense"]
-    assert "sparsity conv2d_1" in panel._result.value and "60.0%" in panel._result.value
+    rows = {row[0]: row for row in table_rows(panel._result.value)}
+    size = variant.keras_model.get_layer("conv2d_1").kernel.shape.num_elements()
+    assert rows["conv2d_1"][1:4] == ["Conv2D", f"{size:,}", "60.0%"]  # class, params, sparsity
+    assert rows["conv2d"][3] == "0.0%"  # a tiny layer, left out
+    assert rows["accuracy"][1].endswith("vs original)")
     assert "prune_low_magnitude" in panel._code.value
     assert variant.name in panel._base.options  # can be the base of the next step
     ax = panel._result_fig.figure.axes[0]

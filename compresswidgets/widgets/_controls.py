@@ -33,6 +33,30 @@ def table_html(rows: Iterable[tuple[str, Any]], columns: int = 1,
             f"{body}</table>")
 
 
+def grid_html(header: Iterable[str], rows: Iterable[Iterable[Any]],
+              css_class: str = "cw-grid") -> str:
+    """A table with a header row; every cell is escaped, numbers are right-aligned."""
+    head = "".join(f"<th style='text-align:left;padding:2px 8px;border-bottom:1px solid #999;"
+                   "white-space:nowrap'>"
+                   f"{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td style='padding:1px 8px;text-align:{'right' if _numeric(c) else 'left'};"
+            f"font-family:monospace;white-space:nowrap'>{esc(c)}</td>" for c in row) + "</tr>"
+        for row in rows)
+    return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _numeric(cell: Any) -> bool:
+    text = str(cell).replace(",", "").replace("%", "").replace(" ", "").strip()
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def error_html(exc: BaseException) -> str:
     """A readable error box: the exception's class and message, escaped."""
     return (

@@ -1,0 +1,337 @@
+"""What the pruning, clustering and quantization panels share.
+
+A technique panel has a base variant, technique controls, a layer to preview, a live preview
+(NumPy on a copy), Apply in a background thread with a progress bar and Stop, and the result:
+a summary against the original, a per-layer table, before/after histograms of the real
+result, and the code that reproduces it. Subclasses supply the controls, the preview and the
+call to the Workbench.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+
+from compresswidgets._training import Progress, TrainingStopped
+from compresswidgets.inspection import histogram_of
+from compresswidgets.plots import plot_histogram
+from compresswidgets.techniques._common import kernel_of
+from compresswidgets.tflite import ConversionError
+from compresswidgets.widgets._controls import (
+    FigureImage,
+    error_html,
+    esc,
+    grid_html,
+    table_html,
+)
+
+#: Layers with fewer weights than this are left unticked by default (the panel says so).
+TINY = 1024
+GREY, BLUE, GREEN = "#9aa5b1", "#3b75af", "#2a9d55"
+#: Above this fraction of zeros, histograms leave zeros out (they would dwarf the rest).
+SPARSE = 0.05
+
+
+def _figure(css_class: str) -> FigureImage:
+    return FigureImage(5.2, 2.8, css_class=css_class, left=0.14, right=0.97, bottom=0.18,
+                       top=0.88)
+
+
+class TechniquePanel(widgets.VBox):
+    """Base of the technique panels; see PruningPanel, ClusteringPanel, QuantizationPanel."""
+
+    base = traitlets.Unicode("original", help="name of the variant the technique starts from")
+    preview_layer = traitlets.Unicode("", help="layer whose histogram is previewed")
+    running = traitlets.Bool(False, help="a run is in progress")
+    made = traitlets.Unicode("", help="name of the last variant this panel made")
+
+    #: set by subclasses
+    css_class = ""
+    layers_title = ""  # "" = no layer checklist
+    apply_icon = "play"
+    apply_tooltip = "Apply to a copy; the base is untouched"
+
+    def __init__(self, workbench: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class(self.css_class)
+        self.workbench = workbench
+        self.result: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._kernels: dict[tuple[str, str], np.ndarray] = {}
+
+        self._base = widgets.Dropdown(description="Base", tooltip=(
+            "The variant to start from, so techniques chain: prune, then cluster, then quantize"))
+        self._preview = widgets.Dropdown(description="Preview",
+                                         tooltip="The layer whose histogram is previewed")
+        self._layers = widgets.VBox(layout=widgets.Layout(max_height="180px", overflow="auto"))
+        self._layers_note = widgets.HTML()
+        self._apply = widgets.Button(description="Apply", button_style="primary",
+                                     icon=self.apply_icon, tooltip=self.apply_tooltip)
+        self._stop_button = widgets.Button(description="Stop", icon="stop", disabled=True,
+                                           tooltip="Stop the fine-tuning; nothing is added")
+        self._progress = widgets.FloatProgress(min=0.0, max=1.0,
+                                               layout=widgets.Layout(width="300px"))
+        self._status = widgets.HTML()
+        self._error = widgets.HTML()
+        self._preview_fig = _figure("cw-preview-plot")
+        self._result = widgets.HTML()
+        self._result.add_class("cw-result")
+        self._result_fig = _figure("cw-result-plot")
+        self._result_fig.widget.layout.display = "none"  # until there is a result
+        self._code = widgets.HTML()
+        self._code_box = widgets.Accordion(children=[self._code], titles=("Show code",))
+        self._code_box.selected_index = None
+
+        # options before the links: a linked Dropdown must hold the trait's value
+        self._base.options = self._eligible_variants()
+        layers = self._layers_of_base()
+        self._preview.options = [layer.name for layer in layers]
+        if layers:  # the biggest layer shows the most
+            self.preview_layer = max(layers, key=lambda layer: layer.count_params()).name
+        traitlets.link((self, "base"), (self._base, "value"))
+        traitlets.link((self, "preview_layer"), (self._preview, "value"))
+        rows, self._locked = self._build()
+        self._apply.on_click(lambda _: self.apply())
+        self._stop_button.on_click(lambda _: self.stop())
+        checklist = ([widgets.HTML(f"<b>{esc(self.layers_title)}</b>"), self._layers_note,
+                      self._layers] if self.layers_title else [])
+        self.children = [
+            *rows, *checklist,
+            widgets.HBox([self._apply, self._stop_button, self._progress, self._status],
+                         layout=widgets.Layout(align_items="center")),
+            self._error, self._preview_fig.widget,
+            widgets.HBox([self._result, self._result_fig.widget],
+                         layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self._code_box,
+        ]
+        self.refresh_variants()
+        self.observe(self._on_base, names=["base"])
+        self.observe(lambda _: self._safe_preview(), names=["preview_layer"])
+        self.observe(self._on_running, names=["running"])
+        self._on_base()
+
+    # ------------------------------------------------------------------ for subclasses
+    def _build(self) -> tuple[list[widgets.Widget], list[widgets.Widget]]:
+        """The rows of technique controls, and the controls to lock while running."""
+        raise NotImplementedError
+
+    def _supports(self, layer: Any) -> bool:
+        return kernel_of(layer) is not None
+
+    def _draw_preview(self, kernel: np.ndarray, ax: Any) -> None:
+        raise NotImplementedError
+
+    def _engine(self, progress: Any) -> Any:
+        """Call the Workbench; return the new Variant."""
+        raise NotImplementedError
+
+    def _stoppable(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ state
+    def refresh_variants(self) -> None:
+        """Offer every variant this technique can start from (Keras models, not quantized)."""
+        names = self._eligible_variants()
+        current = self.base if self.base in names else "original"
+        self._base.options = names
+        self.base = current
+
+    def _eligible_variants(self) -> list[str]:
+        return [v.name for v in self.workbench.variants
+                if v.keras_model is not None and not v.is_quantized]
+
+    def _base_model(self) -> Any:
+        return self.workbench[self.base].keras_model
+
+    def _layers_of_base(self) -> list[Any]:
+        return [layer for layer in self._base_model().layers
+                if layer.weights and self._supports(layer)]
+
+    def _on_base(self, _change: Any = None) -> None:
+        layers = self._layers_of_base()
+        if self.layers_title:
+            boxes = []
+            for layer in layers:
+                size = sum(int(np.prod(w.shape)) for w in layer.weights)
+                box = widgets.Checkbox(value=size >= TINY, indent=False,
+                                       description=f"{layer.name} · {type(layer).__name__} · "
+                                                   f"{size:,} params")
+                box.layer_name = layer.name
+                boxes.append(box)
+            self._layers.children = boxes
+            tiny = [b.layer_name for b in boxes if not b.value]
+            self._layers_note.value = (
+                f"<span style='color:#666'>Layers under {TINY:,} weights are left out by "
+                f"default: {esc(', '.join(tiny))}. Tick them to include them.</span>"
+                if tiny else "")
+        names = [layer.name for layer in layers]
+        self._preview.options = names
+        if self.preview_layer not in names and names:
+            self.preview_layer = max(layers, key=lambda layer: layer.count_params()).name
+        self._safe_preview()
+
+    @property
+    def selected_layers(self) -> list[str]:
+        """The ticked layers of the checklist."""
+        return [b.layer_name for b in self._layers.children if b.value]
+
+    # ------------------------------------------------------------------ preview
+    def _kernel(self, layer: str) -> np.ndarray:
+        key = (self.base, layer)
+        if key not in self._kernels:
+            self._kernels[key] = self.workbench[self.base].kernel(layer)
+        return self._kernels[key]
+
+    def _safe_preview(self) -> None:
+        if not self.preview_layer:
+            return
+        try:
+            kernel = self._kernel(self.preview_layer)
+            self._draw_preview(kernel, self._preview_fig.clear())
+        except (ValueError, TypeError, KeyError) as exc:
+            self._error.value = error_html(exc)
+            return
+        self._preview_fig.render()
+
+    @staticmethod
+    def _overlay(ax: Any, kernel: np.ndarray, after: np.ndarray, label: str, title: str, *,
+                 color: str = BLUE, bins: int = 64, exclude_zeros: bool = False,
+                 now: str = "now") -> None:
+        """The current histogram in grey under ``after``'s, on the same bins (zeros left out
+        of both with ``exclude_zeros``: after pruning they would dwarf the rest)."""
+        span = (float(min(kernel.min(), after.min())), float(max(kernel.max(), after.max())))
+        plot_histogram(histogram_of(kernel, bins, span, exclude_zeros=exclude_zeros), ax,
+                       label=now, color=GREY,
+                       alpha=0.6)
+        plot_histogram(histogram_of(after, bins, span, exclude_zeros=exclude_zeros), ax,
+                       label=label, color=color, alpha=0.85, title=title)
+
+    # ------------------------------------------------------------------ running
+    def apply(self) -> None:
+        """Start the technique in a background thread (see :meth:`wait`)."""
+        if self.running:
+            return
+        self._error.value = ""
+        self._stop.clear()
+        self._progress.value = 0.0
+        self.running = True
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run has finished (for scripts and tests)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        """Ask the running fine-tuning to stop after the current batch."""
+        if self.running:
+            self._stop.set()
+            self._status.value = "stopping…"
+
+    def _report(self, report: Progress) -> None:
+        self._progress.value = report.fraction
+        parts = [f"epoch {report.epoch}/{report.epochs}",
+                 f"batch {report.batch}/{report.batches}"]
+        parts += [f"{key} {value:.4f}" for key, value in report.logs.items()
+                  if isinstance(value, float | int) and key in ("loss", "accuracy")]
+        self._status.value = esc(", ".join(parts))
+        if self._stop.is_set():
+            report.stop()
+
+    def _run(self) -> None:
+        try:
+            self._status.value = "working…"
+            variant = self._engine(self._report)
+        except TrainingStopped as exc:
+            self._status.value = esc(str(exc))
+        except (ValueError, TypeError, RuntimeError, KeyError, ConversionError) as exc:
+            self._error.value = error_html(exc)
+            self._status.value = ""
+        else:
+            self.result = variant
+            self._progress.value = 1.0
+            self._status.value = "measuring the result…"
+            try:
+                self._show(variant)
+            except (ValueError, TypeError, RuntimeError, KeyError) as exc:
+                self._error.value = error_html(exc)
+            self._status.value = esc(f"made {variant.name!r}")
+            self.made = variant.name
+        finally:
+            self.running = False
+
+    def _on_running(self, change: Any) -> None:
+        busy = bool(change["new"])
+        for control in (self._apply, self._base, *self._locked, *self._layers.children):
+            control.disabled = busy
+        self._stop_button.disabled = not (busy and self._stoppable())
+        if not busy:
+            self.refresh_variants()
+
+    # ------------------------------------------------------------------ result
+    def _show(self, variant: Any) -> None:
+        original = self.workbench.original
+        delta = variant.accuracy - original.accuracy
+        size_ratio = original.size_bytes / variant.size_bytes
+        gzip_ratio = original.gzipped_bytes / variant.gzipped_bytes
+        summary = table_html([
+            ("variant", variant.name),
+            ("accuracy", f"{variant.accuracy:.2%} ({delta:+.2%} vs original)"),
+            (".tflite size", f"{variant.size_bytes:,} B ({size_ratio:.1f}x smaller)"),
+            ("gzipped", f"{variant.gzipped_bytes:,} B ({gzip_ratio:.1f}x smaller)"),
+            ("sparsity", f"{variant.sparsity:.1%}"),
+        ])
+        rows = variant.layers
+        quantized = variant.is_quantized
+        header = ["layer", "class", "params", "sparsity", "distinct values"]
+        if quantized:
+            header += ["TFLite dtype", "max |error|", "SNR dB"]
+        table = []
+        for r in rows:
+            line = [r["layer"], r["class"], f"{r['params']:,}", f"{r['sparsity']:.1%}",
+                    f"{r['distinct']:,}"]
+            if quantized:
+                line += [r.get("tflite_dtype") or "-",
+                         "-" if r.get("max_abs_error") is None else f"{r['max_abs_error']:.2e}",
+                         "-" if r.get("snr_db") is None else f"{r['snr_db']:.1f}"]
+            table.append(line)
+        notes = "".join(f"<div style='color:#b02a1a'>{esc(n)}</div>" for n in variant.notes)
+        self._result.value = summary + "<br>" + grid_html(header, table) + notes
+        self._code.value = (f"<pre class='cw-code' style='font-size:11px;white-space:pre-wrap'>"
+                            f"{esc(variant.code)}</pre>")
+        self._draw_result(variant)
+
+    def _draw_result(self, variant: Any) -> None:
+        names = [r["layer"] for r in variant.layers]
+        if not names:
+            return
+        layer = self.preview_layer if self.preview_layer in names else names[0]
+        before = variant.parent.kernel(layer)
+        after = variant.kernel(layer)
+        zeros = float(np.mean(after == 0))
+        skip = zeros > SPARSE
+        label = "after" + (f" ({zeros:.0%} zeros, not shown)" if skip else "")
+        ax = self._result_fig.clear()
+        self._overlay(ax, before, after, label, f"{layer}: result of {variant.name}",
+                      color=GREEN, exclude_zeros=skip, now="before")
+        self._result_fig.render()
+        self._result_fig.widget.layout.display = None
+
+    # ------------------------------------------------------------------ static output
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Widget view where widgets render; a static HTML summary for nbconvert/GitHub."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            result = (self._result.value + self._result_fig.img_html()
+                      if self.result is not None else "")
+            bundle["text/html"] = (
+                f"<div><b>{esc(type(self).__name__)}</b> on {esc(self.base)} "
+                f"(interactive controls need a live kernel)</div>"
+                f"{self._preview_fig.img_html()}{result}")
+        return bundle

@@ -1,0 +1,111 @@
+"""QuantizationPanel: TFLite quantization of a Workbench variant, with a live int8 preview."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+
+from compresswidgets.preview import int8_preview
+from compresswidgets.tflite import CALIBRATED
+from compresswidgets.widgets._technique import SPARSE, TechniquePanel
+
+__all__ = ["QuantizationPanel"]
+
+_ROW = widgets.Layout(flex_flow="row wrap")
+MODE_LABELS = [
+    ("dynamic range (int8 weights)", "dynamic"),
+    ("float16 weights", "float16"),
+    ("full integer (int8, float fallback)", "int8"),
+    ("integer only (int8 in and out)", "int8-only"),
+    ("16x8 (int16 activations)", "int16x8"),
+    ("quantization-aware training", "qat"),
+]
+
+
+def _snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    noise = float(np.sum((approximation.astype(np.float64) - reference) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
+
+
+class QuantizationPanel(TechniquePanel):
+    """Quantize a variant for TFLite: choose the mode, see the weight error, Apply.
+
+    The preview shows the chosen layer's weights after symmetric per-channel int8 (or
+    float16) rounding, computed with NumPy, with the error it costs. Apply runs
+    ``workbench.quantize`` in a background thread: a TFLite conversion, or for
+    quantization-aware training a fine-tuning with progress and Stop. Quantize last: a
+    quantized variant cannot be the base of another technique.
+
+    Example:
+        >>> wb = cw.Workbench(model, data)      # doctest: +SKIP
+        >>> cw.QuantizationPanel(wb)            # doctest: +SKIP
+    """
+
+    mode = traitlets.Unicode("dynamic", help="a quantization mode of Workbench.quantize")
+    representative_samples = traitlets.Int(100, help="calibration samples (int8, 16x8)")
+    epochs = traitlets.Int(1, help="QAT fine-tuning epochs")
+
+    css_class = "cw-quantization-panel"
+    apply_icon = "compress"
+    apply_tooltip = "Convert (or train with fake quantization) a copy; the base is untouched"
+
+    def _build(self) -> tuple[list[widgets.Widget], list[widgets.Widget]]:
+        self._mode = widgets.Dropdown(
+            options=MODE_LABELS, description="Mode", layout=widgets.Layout(width="340px"),
+            tooltip="Dynamic: int8 weights, float maths. float16: half-size weights. Full "
+                    "integer: int8 weights and activations, calibrated on samples. 16x8: int16 "
+                    "activations, more accurate. QAT: fine-tune with fake quantization first")
+        self._samples = widgets.IntSlider(
+            min=10, max=1000, step=10, description="Samples",
+            tooltip="Training samples the converter runs to calibrate activation ranges "
+                    "(full integer and 16x8 modes)")
+        self._epochs = widgets.IntSlider(min=0, max=20, description="Epochs",
+                                         tooltip="Quantization-aware fine-tuning epochs (QAT)")
+        self._help = widgets.HTML()
+        for trait, control in (("mode", self._mode), ("representative_samples", self._samples),
+                               ("epochs", self._epochs)):
+            traitlets.link((self, trait), (control, "value"))
+        self.observe(self._on_mode, names=["mode"])
+        self._on_mode()
+        rows = [widgets.HBox([self._base, self._mode, self._preview], layout=_ROW),
+                widgets.HBox([self._samples, self._epochs], layout=_ROW), self._help]
+        return rows, [self._mode, self._samples, self._epochs]
+
+    def _on_mode(self, _change: Any = None) -> None:
+        calibrated, qat = self.mode in CALIBRATED, self.mode == "qat"
+        self._samples.disabled = not calibrated
+        self._epochs.disabled = not qat
+        self._help.value = (
+            "<span style='color:#666'>"
+            + ("Activation ranges are calibrated on the samples drawn from the training split. "
+               if calibrated else "")
+            + ("The converter leaves kernels under 1,024 weights in float32 in this mode. "
+               if self.mode == "dynamic" else "")
+            + ("On a pruned or clustered base QAT keeps their zeros and clusters (PQAT, CQAT, "
+               "PCQAT). " if qat else "")
+            + "Quantize last: the result is a .tflite model.</span>")
+        self._safe_preview()
+
+    def _stoppable(self) -> bool:
+        return self.mode == "qat"
+
+    def _draw_preview(self, kernel: np.ndarray, ax: Any) -> None:
+        if self.mode == "float16":
+            after, what = kernel.astype(np.float16).astype(np.float32), "float16"
+        else:
+            after, what = int8_preview(kernel, channel_axis=-1), "int8 per channel"
+        error = float(np.max(np.abs(after - kernel))) if kernel.size else 0.0
+        self._overlay(ax, kernel, after, f"{what}: max |error| {error:.2e}, "
+                      f"SNR {_snr_db(kernel, after):.1f} dB",
+                      f"{self.preview_layer}: weights after {what} rounding", bins=128,
+                      exclude_zeros=float(np.mean(kernel == 0)) > SPARSE)
+
+    def _engine(self, progress: Any) -> Any:
+        return self.workbench.quantize(
+            self.mode, representative_samples=self.representative_samples, epochs=self.epochs,
+            base=self.base, progress=progress if self.mode == "qat" else None)

@@ -1,0 +1,147 @@
+"""Studio: every panel on one Workbench, in tabs, with the list of variants below."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as widgets
+
+from compresswidgets.widgets._controls import error_html, esc, grid_html
+from compresswidgets.widgets.benchmark import BenchmarkPanel
+from compresswidgets.widgets.clustering import ClusteringPanel
+from compresswidgets.widgets.inspector import WeightInspector
+from compresswidgets.widgets.pruning import PruningPanel
+from compresswidgets.widgets.quantization import QuantizationPanel
+
+__all__ = ["Studio"]
+
+TABS = ("Inspect", "Prune", "Cluster", "Quantize", "Benchmark")
+
+
+class Studio(widgets.VBox):
+    """Inspect, prune, cluster, quantize and benchmark one model, in tabs.
+
+    All tabs share one :class:`~compresswidgets.Workbench`, so techniques chain: a variant made
+    in one tab is offered as the base of the next, and every variant is listed below the
+    tabs against the original. The model you pass is only read.
+
+    Example:
+        >>> model, data = cw.demo_model()      # doctest: +SKIP
+        >>> cw.Studio(model, data)             # doctest: +SKIP
+        >>> cw.Studio(wb)                      # doctest: +SKIP  (an existing Workbench)
+    """
+
+    def __init__(self, model: Any, data: Any = None, **workbench_kwargs: Any) -> None:
+        from compresswidgets.workbench import Workbench
+
+        if isinstance(model, Workbench):
+            if data is not None or workbench_kwargs:
+                raise TypeError("Studio(workbench) takes no data or Workbench options: the "
+                                "Workbench already has them. Pass Studio(model, data, ...) "
+                                "to make a new one.")
+            workbench = model
+        else:
+            if data is None:
+                raise TypeError("Studio(model, data) needs the data to fine-tune and measure "
+                                "on, e.g. (x_train, y_train, x_test, y_test) or cw.demo_data()."
+                                " Or pass an existing cw.Workbench.")
+            workbench = Workbench(model, data, **workbench_kwargs)
+        super().__init__()
+        self.add_class("cw-studio")
+        self.workbench = workbench
+        self.prune = PruningPanel(workbench)
+        self.cluster = ClusteringPanel(workbench)
+        self.quantize = QuantizationPanel(workbench)
+        self.benchmark = BenchmarkPanel(workbench)
+        self._inspect_pick = widgets.Dropdown(
+            description="Variant", tooltip="The variant whose Keras weights are inspected")
+        self._inspect_error = widgets.HTML()
+        self.inspector = WeightInspector(workbench.original.keras_model)
+        self._inspect = widgets.VBox([self._inspect_pick, self._inspect_error, self.inspector])
+        self.tabs = widgets.Tab(children=[self._inspect, self.prune, self.cluster,
+                                          self.quantize, self.benchmark], titles=TABS)
+        self._variants = widgets.HTML()
+        self._variants.add_class("cw-variants")
+        self._busy = widgets.HTML()
+        self.children = [self.tabs, self._busy,
+                         widgets.HTML("<b>Variants</b> (against the original)"), self._variants]
+        for panel in (self.prune, self.cluster, self.quantize):
+            panel.observe(self._on_made, names=["made"])
+        for panel in self._jobs:
+            panel.observe(self._on_job, names=["running"])
+        self._refresh_inspect_options()
+        self._inspect_pick.observe(self._on_inspect_pick, names=["value"])
+        self._draw_variants()
+
+    @property
+    def panels(self) -> tuple[Any, ...]:
+        return (self.inspector, self.prune, self.cluster, self.quantize, self.benchmark)
+
+    @property
+    def _jobs(self) -> dict[Any, tuple[str, Any]]:
+        """Panels that run jobs: their tab title and the button that starts one."""
+        return {self.prune: ("Prune", self.prune._apply),
+                self.cluster: ("Cluster", self.cluster._apply),
+                self.quantize: ("Quantize", self.quantize._apply),
+                self.benchmark: ("Benchmark", self.benchmark._run_button)}
+
+    def _on_job(self, _change: Any = None) -> None:
+        """One job at a time: while a tab runs, the others' Apply/Run wait (and say why)."""
+        busy = [title for panel, (title, _) in self._jobs.items() if panel.running]
+        for panel, (_, button) in self._jobs.items():
+            if not panel.running:
+                button.disabled = bool(busy)
+        self._busy.value = (f"<span style='color:#666'>{esc(busy[0])} is running; the other "
+                            "tabs can start a job when it is done.</span>" if busy else "")
+
+    def _on_made(self, _change: Any = None) -> None:
+        for panel in (self.prune, self.cluster, self.quantize):
+            if not panel.running:
+                panel.refresh_variants()
+        self.benchmark.refresh_variants()
+        self._refresh_inspect_options()
+        self._draw_variants()
+
+    def _refresh_inspect_options(self) -> None:
+        names = [v.name for v in self.workbench.variants if v.keras_model is not None]
+        current = self._inspect_pick.value if self._inspect_pick.value in names else "original"
+        self._inspect_pick.options = names
+        self._inspect_pick.value = current
+
+    def _on_inspect_pick(self, change: Any) -> None:
+        try:
+            model = self.workbench[change["new"]].keras_model
+            inspector = WeightInspector(model, bins=self.inspector.bins,
+                                        log_scale=self.inspector.log_scale,
+                                        exclude_zeros=self.inspector.exclude_zeros)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._inspect_error.value = error_html(exc)
+            return
+        self._inspect_error.value = ""
+        self.inspector = inspector
+        self._inspect.children = [self._inspect_pick, self._inspect_error, inspector]
+
+    def _draw_variants(self) -> None:
+        ref = self.workbench.original
+        rows = []
+        for v in self.workbench.variants:
+            try:
+                rows.append([v.name, v.technique, v.parent.name if v.parent else "-",
+                             f"{v.accuracy:.2%}", f"{v.accuracy - ref.accuracy:+.2%}",
+                             f"{v.size_bytes:,}", f"{v.gzipped_bytes:,}",
+                             f"{ref.size_bytes / v.gzipped_bytes:.1f}x", f"{v.sparsity:.1%}"])
+            except (ValueError, RuntimeError) as exc:  # e.g. a QAT model that did not convert
+                rows.append([v.name, v.technique, v.parent.name if v.parent else "-",
+                             "-", "-", "-", "-", "-", f"error: {exc}"])
+        self._variants.value = grid_html(
+            ["variant", "technique", "base", "accuracy", "vs original", ".tflite B",
+             "gzipped B", "float ÷ gzipped", "sparsity"], rows)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Widget view where widgets render; the variants table for nbconvert/GitHub."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/html"] = (f"<div><b>Studio</b> on {esc(self.workbench.original.name)}"
+                                   " (the tabs need a live kernel)</div>"
+                                   + self._variants.value)
+        return bundle

@@ -1,0 +1,185 @@
+"""The Studio in a real JupyterLab: preview, Apply, Stop and a benchmark, as a user does them.
+
+Screenshots of each panel go to docs/img/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from _ui import open_notebook, run_all, wait_changed, wait_idle, wait_image, wait_visible
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "img"
+
+pytestmark = pytest.mark.browser
+
+
+def tab(page, studio, title: str):
+    studio.locator(".lm-TabBar-tab", has_text=title).first.click()
+    panel = {"Prune": ".cw-pruning-panel", "Cluster": ".cw-clustering-panel",
+             "Quantize": ".cw-quantization-panel", "Benchmark": ".cw-benchmark-panel",
+             "Inspect": ".cw-weight-inspector"}[title]
+    located = studio.locator(panel)
+    located.wait_for(state="visible", timeout=30_000)
+    return located
+
+
+def slider(panel, label: str):
+    """The handle of the slider described by ``label`` (keyboard moves it like a user)."""
+    return panel.locator(".widget-slider", has=panel.page.locator("label", has_text=label)) \
+        .first.locator(".noUi-handle")
+
+
+def readout(panel, label: str) -> str:
+    return panel.locator(".widget-slider", has=panel.page.locator("label", has_text=label)) \
+        .first.locator(".widget-readout").inner_text()
+
+
+WATCH = """el => {
+    window.__cwSeen = [];
+    const record = () => {
+        const bar = el.querySelector('.widget-hprogress .progress-bar');
+        const line = (el.innerText.match(/epoch [^\\n]*/) || [''])[0];
+        window.__cwSeen.push([line, bar ? bar.style.width : '']);
+    };
+    new MutationObserver(record).observe(el, {subtree: true, childList: true,
+                                             characterData: true, attributes: true});
+}"""
+
+
+def watch(page, panel) -> None:
+    """Record every status line and progress-bar width the panel shows from now on."""
+    page.evaluate(WATCH, panel.element_handle())
+
+
+def shoot(locator, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(SHOTS / name))
+    assert (SHOTS / name).stat().st_size > 20_000
+
+
+def test_studio_preview_apply_stop_and_benchmark(page, lab):
+    open_notebook(page, lab, "studio_app.ipynb")
+    run_all(page)
+    studio = page.locator(".cw-studio")
+    wait_visible(page, studio, 240_000)
+    wait_idle(page)
+    variants = studio.locator(".cw-variants")
+    assert "original" in variants.inner_text()
+
+    # --- Prune: the preview follows the slider
+    prune = tab(page, studio, "Prune")
+    preview = prune.locator("img.cw-preview-plot")
+    wait_image(page, preview)
+    old = preview.get_attribute("src")
+    handle = slider(prune, "Sparsity")
+    handle.focus()
+    for _ in range(6):  # 50 % -> 80 %
+        handle.press("ArrowRight")
+    wait_changed(page, preview, old)
+    assert readout(prune, "Sparsity") == "80%"
+
+    # --- Apply with one epoch: progress, then the result table
+    epochs = slider(prune, "Epochs")
+    epochs.focus()
+    epochs.press("ArrowLeft")  # 2 -> 1
+    assert readout(prune, "Epochs") == "1"
+    watch(page, prune)
+    prune.locator("button", has_text="Apply").click()
+    result = prune.locator(".cw-result table")
+    result.first.wait_for(state="visible", timeout=240_000)
+    page.wait_for_function("el => /made /.test(el.innerText)", arg=prune.element_handle(),
+                           timeout=240_000)
+    seen = page.evaluate("window.__cwSeen")
+    assert any(re.fullmatch(r"epoch 1/1, batch \d+/\d+.*loss \d.*", t) for t, _ in seen), seen
+    assert any(0 < float(w.rstrip("%") or 0) < 100 for _, w in seen), seen  # the bar moved
+    text = prune.locator(".cw-result").inner_text()
+    assert "accuracy" in text and "conv2d_1" in text and "80.0%" in text
+    wait_image(page, prune.locator("img.cw-result-plot"))
+    prune.locator(".lm-AccordionPanel-title, .jupyter-widget-Collapse-header").first.click()
+    page.wait_for_function("el => el.innerText.includes('prune_low_magnitude')",
+                           arg=prune.element_handle(), timeout=30_000)
+    assert "prune 80%" in variants.inner_text()  # the Studio lists the new variant
+    shoot(prune, "pruning-panel.png")
+
+    # --- a long fine-tune, stopped: it must stop within seconds
+    epochs.focus()
+    epochs.press("End")  # 20 epochs
+    assert readout(prune, "Epochs") == "20"
+    prune.locator("button", has_text="Apply").click()
+    page.wait_for_function("el => /epoch \\d+\\/20, batch/.test(el.innerText)",
+                           arg=prune.element_handle(), timeout=120_000)
+    stop = prune.locator("button", has_text="Stop")
+    assert stop.is_enabled() and prune.locator("button", has_text="Apply").is_disabled()
+    pressed = time.monotonic()
+    stop.click()
+    page.wait_for_function("el => /stopped/i.test(el.innerText)", arg=prune.element_handle(),
+                           timeout=60_000)
+    took = time.monotonic() - pressed
+    print(f"Stop took {took:.1f} s")
+    assert took < 15, f"Stop took {took:.1f} s"
+    assert prune.locator("button", has_text="Apply").is_enabled()
+    assert len(re.findall(r"prune 80%", variants.inner_text())) == 1  # nothing added
+
+    # --- Cluster: preview of k-means, then the screenshot
+    cluster = tab(page, studio, "Cluster")
+    cpreview = cluster.locator("img.cw-preview-plot")
+    wait_image(page, cpreview)
+    old = cpreview.get_attribute("src")
+    handle = slider(cluster, "Clusters")
+    handle.focus()
+    for _ in range(2):  # 16 -> 12 -> 8
+        handle.press("ArrowLeft")
+    wait_changed(page, cpreview, old)
+    assert readout(cluster, "Clusters") == "8"
+    shoot(cluster, "clustering-panel.png")
+
+    # --- Quantize the pruned variant (dynamic range): per-layer error table
+    quantize = tab(page, studio, "Quantize")
+    base = quantize.locator(".widget-dropdown", has=page.locator("label", has_text="Base")) \
+        .locator("select")
+    base.select_option(label="prune 80%")
+    quantize.locator("button", has_text="Apply").click()
+    page.wait_for_function("el => /made /.test(el.innerText)", arg=quantize.element_handle(),
+                           timeout=240_000)
+    assert "SNR dB" in quantize.locator(".cw-result").inner_text()
+    wait_image(page, quantize.locator("img.cw-result-plot"))
+    shoot(quantize, "quantization-panel.png")
+
+    # --- Benchmark: a quick run and its plots
+    bench = tab(page, studio, "Benchmark")
+    bench.locator("button", has_text="Run").first.click()
+    latency = bench.locator("img.cw-latency-plot")
+    wait_visible(page, latency, 240_000)
+    wait_image(page, latency)
+    assert "prune 80% > dynamic" in bench.inner_text()
+    shoot(bench, "benchmark-panel.png")
+    shoot(studio, "studio.png")
+
+
+def test_studio_in_notebook_7(page, lab):
+    """The same notebook in Notebook 7's interface (served by the same server)."""
+    page.goto(f"{lab.url}/notebooks/studio_app.ipynb?token={lab.token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=120_000)
+    run_all(page)
+    studio = page.locator(".cw-studio")
+    wait_visible(page, studio, 240_000)
+    wait_idle(page)
+    prune = tab(page, studio, "Prune")
+    preview = prune.locator("img.cw-preview-plot")
+    wait_image(page, preview)
+    old = preview.get_attribute("src")
+    # Notebook 7 takes keyboard focus back to the cell, so click the track like a mouse user
+    track = slider(prune, "Sparsity").locator("xpath=ancestor::*[contains(@class, 'noUi-target')]")
+    box = track.bounding_box()
+    page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + box["height"] / 2)
+    wait_changed(page, preview, old)
+    assert readout(prune, "Sparsity") in ("5%", "10%", "15%")
+    assert "original" in studio.locator(".cw-variants").inner_text()

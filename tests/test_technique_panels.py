@@ -1,0 +1,133 @@
+"""ClusteringPanel and QuantizationPanel without a browser: set controls, click, wait."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import HOSTILE, table_rows, weights_bytes
+
+import compresswidgets as cw
+
+PNG = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def wb(demo):
+    """One Workbench for the module, with a one-shot 50 % pruned variant to chain from."""
+    bench = cw.Workbench(*demo)
+    bench.prune(0.5, epochs=0, name="pruned")
+    return bench
+
+
+def after_histogram(fig):
+    """Counts of the coloured (second) histogram of a panel figure."""
+    return fig.figure.axes[0].patches[-1].get_data().values
+
+
+def test_cluster_preview_follows_the_slider(wb):
+    panel = cw.ClusteringPanel(wb)
+    assert (panel.clusters, panel.init, panel.preserve_sparsity, panel.epochs) == (
+        16, "kmeans++", False, 1)
+    assert "cw-clustering-panel" in panel._dom_classes
+    kernel = wb.original.kernel(panel.preview_layer)
+    counts = after_histogram(panel._preview_fig)
+    assert counts.sum() == kernel.size and np.count_nonzero(counts) <= 16
+    before = bytes(panel._preview_fig.widget.value)
+    panel._clusters.value = 4
+    counts = after_histogram(panel._preview_fig)
+    assert np.count_nonzero(counts) <= 4 and counts.sum() == kernel.size
+    assert bytes(panel._preview_fig.widget.value) != before
+    assert "4 clusters" in panel._preview_fig.figure.axes[0].get_title()
+
+
+def test_cluster_on_a_pruned_base_keeps_zeros(wb, demo):
+    model, _ = demo
+    live = weights_bytes(model)
+    panel = cw.ClusteringPanel(wb)
+    panel._base.value = "pruned"
+    assert panel.preserve_sparsity  # a pruned base: zeros kept by default
+    kernel = wb["pruned"].kernel(panel.preview_layer)
+    assert after_histogram(panel._preview_fig).sum() == np.count_nonzero(kernel)
+    panel._clusters.value = 8
+    panel._epochs.value = 0
+    panel._apply.click()
+    panel.wait(300)
+    assert panel._error.value == ""
+    variant = panel.result
+    assert variant is wb.variants[-1] and variant.parent is wb["pruned"]
+    assert variant.recipe["preserve_sparsity"] and variant.recipe["clusters"] == 8
+    rows = {row[0]: row for row in table_rows(panel._result.value)}
+    for layer in variant.recipe["layers"]:
+        assert int(rows[layer][4].replace(",", "")) <= 9  # distinct: 8 clusters + zero
+        assert float(rows[layer][3].rstrip("%")) >= 49.0  # sparsity kept
+    assert "cluster_weights" in panel._code.value and "preserve_sparsity=True" in panel._code.value
+    assert panel.made == variant.name
+    assert weights_bytes(model) == live
+
+
+def test_cluster_errors_show_in_the_panel(wb):
+    panel = cw.ClusteringPanel(wb)
+    before = wb.variants
+    for box in panel._layers.children:
+        box.value = False
+    panel._apply.click()
+    panel.wait(60)
+    assert "cw-error" in panel._error.value and "matches no layer" in panel._error.value
+    assert wb.variants == before and not panel.running and not panel._apply.disabled
+
+
+def test_quantization_controls_follow_the_mode(wb):
+    panel = cw.QuantizationPanel(wb)
+    assert panel.mode == "dynamic" and panel._samples.disabled and panel._epochs.disabled
+    legend = panel._preview_fig.figure.axes[0].get_legend().get_texts()[1].get_text()
+    assert legend.startswith("int8 per channel") and "SNR" in legend
+    panel._mode.value = "int8"
+    assert not panel._samples.disabled and panel._epochs.disabled
+    panel._mode.value = "qat"
+    assert panel._samples.disabled and not panel._epochs.disabled
+    panel._mode.value = "float16"
+    legend = panel._preview_fig.figure.axes[0].get_legend().get_texts()[1].get_text()
+    assert legend.startswith("float16")
+    # the preview's error is the real rounding error of the layer
+    kernel = wb.original.kernel(panel.preview_layer)
+    error = np.max(np.abs(kernel.astype(np.float16).astype(np.float32) - kernel))
+    assert f"{error:.2e}" in legend
+
+
+def test_quantize_shows_error_per_layer(wb, demo):
+    model, _ = demo
+    live = weights_bytes(model)
+    panel = cw.QuantizationPanel(wb)
+    panel._mode.value = "dynamic"
+    panel._apply.click()
+    assert panel._stop_button.disabled  # a conversion cannot be stopped halfway
+    panel.wait(300)
+    variant = panel.result
+    assert panel._error.value == "" and variant.is_quantized and variant.recipe["mode"] == "dynamic"
+    header, *rows = table_rows(panel._result.value)[5:]
+    assert header[5:] == ["TFLite dtype", "max |error|", "SNR dB"]
+    for row in rows:  # the converter leaves kernels under 1,024 weights in float32
+        big = int(row[2].replace(",", "")) >= 1024
+        assert row[5] == ("int8" if big else "float32"), row
+        assert float(row[7]) > 20 if big else row[7] == "inf"  # int8 weights keep > 20 dB
+    # the result plot is the real dequantized TFLite kernel against the float one
+    after = after_histogram(panel._result_fig)
+    assert after.sum() == variant.kernel(panel.preview_layer).size
+    assert "TFLiteConverter" in panel._code.value
+    assert variant.name not in panel._base.options  # quantize last
+    assert weights_bytes(model) == live
+
+
+def test_hostile_variant_names_are_escaped(wb):
+    wb.prune(0.3, epochs=0, name=HOSTILE)
+    panel = cw.QuantizationPanel(wb)
+    assert HOSTILE in panel._base.options  # a Dropdown shows text, not HTML
+    panel._base.value = HOSTILE
+    panel._mode.value = "float16"
+    panel._apply.click()
+    panel.wait(300)
+    assert panel._error.value == ""
+    assert "<img" not in panel._result.value and "&lt;img" in panel._result.value
+    assert "<img" not in panel._status.value and "<img" not in panel._code.value
+    static = panel._repr_mimebundle_()["text/html"]
+    assert "<img src=x" not in static and "&lt;img" in static
