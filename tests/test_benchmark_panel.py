@@ -148,13 +148,13 @@ def test_errors_leave_the_panel_usable(panel, tmp_path, monkeypatch):
         box.value = False
     panel._run_button.click()
     assert "No variant is ticked" in panel._error.value
-    assert panel._thread is None and not panel.running
+    assert panel._job.thread is None and not panel.running
     panel._save_tflite.click()
     assert "No variant is ticked" in panel._error.value
     panel._boxes["dynamic"].value = True
     panel.threads = []
     panel._run_button.click()
-    assert "No thread count" in panel._error.value and panel._thread is None
+    assert "No thread count" in panel._error.value and panel._job.thread is None
 
     def broken(*args, **kwargs):
         raise RuntimeError("engine <b>failed</b>")

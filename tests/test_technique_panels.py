@@ -131,3 +131,20 @@ def test_hostile_variant_names_are_escaped(wb):
     assert "<img" not in panel._status.value and "<img" not in panel._code.value
     static = panel._repr_mimebundle_()["text/html"]
     assert "<img src=x" not in static and "&lt;img" in static
+
+
+def test_layer_names_are_escaped(keras, demo):
+    # tf_keras refuses '<' in layer names; '>' is allowed and must not reach the HTML raw
+    _, data = demo
+    flat = [np.asarray(a).reshape(len(a), -1) if np.ndim(a) > 1 else a for a in data]
+    model = keras.Sequential([keras.layers.Input((64,)),
+                              keras.layers.Dense(8, activation="relu", name="x>tiny"),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    wb = cw.Workbench(model, tuple(flat))
+    for panel_class in (cw.PruningPanel, cw.ClusteringPanel):
+        panel = panel_class(wb)
+        assert "x&gt;tiny" in panel._layers_note.value and "x>tiny" not in (
+            panel._layers_note.value)
+        panel.preview_layer = "x>tiny"
+        assert panel._error.value == ""
+        assert "x>tiny" in panel._preview_fig.figure.axes[0].get_title()  # drawn as text

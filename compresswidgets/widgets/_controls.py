@@ -1,11 +1,12 @@
-"""What the panels share: escaping, error boxes, and figures rendered to PNG for Image widgets."""
+"""What the panels share: escaping, tables, error boxes, figures as PNG, background jobs."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as widgets
@@ -99,3 +100,21 @@ class FigureImage:
         """The last rendering as an <img> tag, for static (non-widget) output."""
         data = base64.b64encode(bytes(self.widget.value)).decode("ascii")
         return f"<img src='data:image/png;base64,{data}' style='max-width:100%'/>"
+
+
+class Job:
+    """A panel's long run in a daemon thread (the kernel stays responsive), with a stop flag
+    the run's progress callback reads."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.stop_requested = threading.Event()
+
+    def start(self, target: Callable[..., None], *args: Any) -> None:
+        self.stop_requested.clear()
+        self.thread = threading.Thread(target=target, args=args, daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)

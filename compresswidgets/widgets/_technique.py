@@ -9,7 +9,6 @@ call to the Workbench.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import ipywidgets as widgets
@@ -23,6 +22,7 @@ from compresswidgets.techniques._common import kernel_of
 from compresswidgets.tflite import ConversionError
 from compresswidgets.widgets._controls import (
     FigureImage,
+    Job,
     error_html,
     esc,
     grid_html,
@@ -60,8 +60,7 @@ class TechniquePanel(widgets.VBox):
         self.add_class(self.css_class)
         self.workbench = workbench
         self.result: Any = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._job = Job()
         self._kernels: dict[tuple[str, str], np.ndarray] = {}
 
         self._base = widgets.Dropdown(description="Base", tooltip=(
@@ -217,21 +216,18 @@ class TechniquePanel(widgets.VBox):
         if self.running:
             return
         self._error.value = ""
-        self._stop.clear()
         self._progress.value = 0.0
         self.running = True
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._job.start(self._run)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current run has finished (for scripts and tests)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._job.wait(timeout)
 
     def stop(self) -> None:
         """Ask the running fine-tuning to stop after the current batch."""
         if self.running:
-            self._stop.set()
+            self._job.stop_requested.set()
             self._status.value = "stopping…"
 
     def _report(self, report: Progress) -> None:
@@ -241,7 +237,7 @@ class TechniquePanel(widgets.VBox):
         parts += [f"{key} {value:.4f}" for key, value in report.logs.items()
                   if isinstance(value, float | int) and key in ("loss", "accuracy")]
         self._status.value = esc(", ".join(parts))
-        if self._stop.is_set():
+        if self._job.stop_requested.is_set():
             report.stop()
 
     def _run(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ import traitlets
 from compresswidgets.benchmarking import BenchmarkProgress, BenchmarkReport
 from compresswidgets.plots import plot_latency, plot_memory, plot_sizes, plot_tradeoff
 from compresswidgets.variant import Variant, safe_filename
-from compresswidgets.widgets._controls import FigureImage, error_html, esc, grid_html
+from compresswidgets.widgets._controls import FigureImage, Job, error_html, esc, grid_html
 
 HEADER = ("variant", "threads", "batch", "init ms", "first inference ms", "mean ms",
           "median ms", "p90 ms", "memory MB", "size B", "gzipped B", "accuracy", "error")
@@ -73,8 +72,7 @@ class BenchmarkPanel(widgets.VBox):
         self.add_class("cw-benchmark-panel")
         self.workbench = workbench
         self.report: BenchmarkReport | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._job = Job()
         self._boxes: dict[str, widgets.Checkbox] = {}
         self._measuring: list[int] = [1]
         self._syncing = False
@@ -207,25 +205,22 @@ class BenchmarkPanel(widgets.VBox):
             self._error.value = error_html(ValueError(problem))
             return
         self._measuring = list(self.threads)
-        self._stop.clear()
         self._progress.value = 0.0
         self.running = True
-        self._thread = threading.Thread(target=self._run, args=(chosen,), daemon=True)
-        self._thread.start()
+        self._job.start(self._run, chosen)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current run has finished (for scripts and tests)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._job.wait(timeout)
 
     def stop(self) -> None:
         """Stop after the measurement in progress; the rows measured so far are kept."""
         if self.running:
-            self._stop.set()
+            self._job.stop_requested.set()
             self._status.value = "stopping after this measurement…"
 
     def _tick(self, tick: BenchmarkProgress) -> None:
-        if self._stop.is_set():
+        if self._job.stop_requested.is_set():
             tick.stop()
             return
         self._progress.value = (tick.index - 1 + tick.run / tick.runs) / tick.total
