@@ -221,9 +221,17 @@ class Variant:
             if model is None:
                 return []
             report = inspect_weights(model, bins=None)
-            rows = [{"layer": t.layer.split("/")[-1], "path": t.layer, "class": t.layer_class,
-                     "params": t.params, "sparsity": t.sparsity, "distinct": t.distinct}
-                    for t in report.tensors if t.weight in ("kernel", "depthwise_kernel")]
+            # a QAT model wraps each layer (quant_dense around dense): name the layer inside
+            inner = {w.name: w.layer for w in _walk(model) if getattr(w, "layer", None)}
+            rows = []
+            for t in report.tensors:
+                if t.weight not in ("kernel", "depthwise_kernel"):
+                    continue
+                name, cls = t.layer.split("/")[-1], t.layer_class
+                if name in inner:
+                    name, cls = inner[name].name, type(inner[name]).__name__
+                rows.append({"layer": name, "path": t.layer, "class": cls, "params": t.params,
+                             "sparsity": t.sparsity, "distinct": t.distinct})
             if self.is_quantized:
                 errors = {e.layer: e for e in self.quantization_error}
                 for row in rows:
@@ -350,6 +358,16 @@ class Variant:
         variant._saved_code = document.get("code")
         variant._saved_lineage = document.get("lineage", [])
         return variant
+
+
+def _walk(model: Any) -> list[Any]:
+    """Every layer of ``model``, nested models' layers included."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if getattr(layer, "layers", None):
+            out.extend(_walk(layer))
+    return out
 
 
 def keras_predict(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:

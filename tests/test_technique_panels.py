@@ -148,3 +148,31 @@ def test_layer_names_are_escaped(keras, demo):
         panel.preview_layer = "x>tiny"
         assert panel._error.value == ""
         assert "x>tiny" in panel._preview_fig.figure.axes[0].get_title()  # drawn as text
+
+
+def test_qat_leaves_out_what_tfmot_cannot_quantize(keras, demo):
+    _, data = demo
+    flat = [np.asarray(a).reshape(len(a), -1) if np.ndim(a) > 1 else a for a in data]
+    model = keras.Sequential([keras.layers.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.LayerNormalization(),
+                              keras.layers.Dense(10, activation="softmax")])
+    wb = cw.Workbench(model, tuple(flat))
+    panel = cw.QuantizationPanel(wb)
+    assert panel._checklist.layout.display == "none"  # the checklist is for QAT only
+    panel._mode.value = "qat"
+    assert panel._checklist.layout.display is None and panel._epochs.min == 1
+    ticked = {b.layer_name: b.value for b in panel._layers.children}
+    assert ticked == {"dense": True, "layer_normalization": False, "dense_1": True}
+    assert "layer_normalization" in panel._layers_note.value
+    panel._apply.click()
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    assert panel.result.recipe["layers"] == ["dense", "dense_1"]
+    rows = {row[0]: row for row in table_rows(panel._result.value)}
+    assert rows["dense"][5] == "int8" and float(rows["dense"][7]) > 20
+    # ticking the unsupported layer gives the engine's error, in the panel
+    for box in panel._layers.children:
+        box.value = True
+    panel._apply.click()
+    panel.wait(300)
+    assert "cw-error" in panel._error.value and "LayerNormalization" in panel._error.value

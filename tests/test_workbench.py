@@ -144,6 +144,11 @@ def test_qat_stays_close_to_the_float_model(wb):
     assert q.accuracy >= wb.original.accuracy - 0.02
     assert tfl.input_dtype(q.tflite) == np.float32
     assert all(e.tflite_dtype == "int8" for e in q.quantization_error)
+    # per layer under the names of the model, not of tfmot's wrappers (quant_dense)
+    rows = {r["layer"]: r for r in q.layers}
+    assert set(rows) == {r["layer"] for r in wb.original.layers}
+    assert all(r["tflite_dtype"] == "int8" and r["snr_db"] > 20 for r in rows.values())
+    assert rows["dense"]["class"] == "Dense"
 
 
 def test_pcqat_keeps_sparsity_and_clusters(wb, pruned_clustered):

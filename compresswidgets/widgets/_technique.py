@@ -94,13 +94,15 @@ class TechniquePanel(widgets.VBox):
             self.preview_layer = max(layers, key=lambda layer: layer.count_params()).name
         traitlets.link((self, "base"), (self._base, "value"))
         traitlets.link((self, "preview_layer"), (self._preview, "value"))
+        self._checklist = widgets.VBox([widgets.HTML(f"<b>{esc(self.layers_title)}</b>"),
+                                        self._layers_note, self._layers])
+        if not self.layers_title:
+            self._checklist.layout.display = "none"
         rows, self._locked = self._build()
         self._apply.on_click(lambda _: self.apply())
         self._stop_button.on_click(lambda _: self.stop())
-        checklist = ([widgets.HTML(f"<b>{esc(self.layers_title)}</b>"), self._layers_note,
-                      self._layers] if self.layers_title else [])
         self.children = [
-            *rows, *checklist,
+            *rows, self._checklist,
             widgets.HBox([self._apply, self._stop_button, self._progress, self._status],
                          layout=widgets.Layout(align_items="center")),
             self._error, self._preview_fig.widget,
@@ -151,23 +153,33 @@ class TechniquePanel(widgets.VBox):
         return [layer for layer in self._base_model().layers
                 if layer.weights and self._supports(layer)]
 
+    def _checklist_layers(self) -> list[Any]:
+        """The layers the checklist offers (by default those the preview offers)."""
+        return self._layers_of_base()
+
+    def _ticked_by_default(self, layer: Any, size: int) -> bool:
+        return size >= TINY
+
+    def _checklist_note(self, unticked: list[str]) -> str:
+        return (f"Layers under {TINY:,} weights are left out by default: {', '.join(unticked)}. "
+                "Tick them to include them.")
+
     def _on_base(self, _change: Any = None) -> None:
         layers = self._layers_of_base()
         if self.layers_title:
             boxes = []
-            for layer in layers:
+            for layer in self._checklist_layers():
                 size = sum(int(np.prod(w.shape)) for w in layer.weights)
-                box = widgets.Checkbox(value=size >= TINY, indent=False,
+                box = widgets.Checkbox(value=self._ticked_by_default(layer, size), indent=False,
                                        description=f"{layer.name} · {type(layer).__name__} · "
                                                    f"{size:,} params")
                 box.layer_name = layer.name
                 boxes.append(box)
             self._layers.children = boxes
-            tiny = [b.layer_name for b in boxes if not b.value]
-            self._layers_note.value = (
-                f"<span style='color:#666'>Layers under {TINY:,} weights are left out by "
-                f"default: {esc(', '.join(tiny))}. Tick them to include them.</span>"
-                if tiny else "")
+            unticked = [b.layer_name for b in boxes if not b.value]
+            self._layers_note.value = (f"<span style='color:#666'>"
+                                       f"{esc(self._checklist_note(unticked))}</span>"
+                                       if unticked else "")
         names = [layer.name for layer in layers]
         self._preview.options = names
         if self.preview_layer not in names and names:

@@ -10,6 +10,7 @@ import numpy as np
 import traitlets
 
 from compresswidgets.preview import int8_preview
+from compresswidgets.techniques import quantization
 from compresswidgets.tflite import CALIBRATED
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
@@ -51,6 +52,7 @@ class QuantizationPanel(TechniquePanel):
     epochs = traitlets.Int(1, help="QAT fine-tuning epochs")
 
     css_class = "cw-quantization-panel"
+    layers_title = "Layers to train with fake quantization (QAT)"
     apply_icon = "compress"
     apply_tooltip = "Convert (or train with fake quantization) a copy; the base is untouched"
 
@@ -64,7 +66,7 @@ class QuantizationPanel(TechniquePanel):
             min=10, max=1000, step=10, description="Samples",
             tooltip="Training samples the converter runs to calibrate activation ranges "
                     "(full integer and 16x8 modes)")
-        self._epochs = widgets.IntSlider(min=0, max=20, description="Epochs",
+        self._epochs = widgets.IntSlider(min=1, max=20, description="Epochs",
                                          tooltip="Quantization-aware fine-tuning epochs (QAT)")
         self._help = widgets.HTML()
         for trait, control in (("mode", self._mode), ("representative_samples", self._samples),
@@ -80,6 +82,7 @@ class QuantizationPanel(TechniquePanel):
         calibrated, qat = self.mode in CALIBRATED, self.mode == "qat"
         self._samples.disabled = not calibrated
         self._epochs.disabled = not qat
+        self._checklist.layout.display = None if qat else "none"
         self._help.value = (
             "<span style='color:#666'>"
             + ("Activation ranges are calibrated on the samples drawn from the training split. "
@@ -90,6 +93,22 @@ class QuantizationPanel(TechniquePanel):
                "PCQAT). " if qat else "")
             + "Quantize last: the result is a .tflite model.</span>")
         self._safe_preview()
+
+    def _checklist_layers(self) -> list[Any]:
+        return [layer for layer in self._base_model().layers if layer.weights]
+
+    def _ticked_by_default(self, layer: Any, size: int) -> bool:
+        return quantization.qat_supports(layer)
+
+    def _checklist_note(self, unticked: list[str]) -> str:
+        return (f"tfmot's 8-bit QAT scheme does not support {', '.join(unticked)}: left out "
+                "(they stay float in the .tflite).")
+
+    @property
+    def _qat_layers(self) -> list[str] | None:
+        """None (the whole model, the engine's default) when every box is ticked."""
+        boxes = self._layers.children
+        return None if all(b.value for b in boxes) else self.selected_layers
 
     def _stoppable(self) -> bool:
         return self.mode == "qat"
@@ -108,4 +127,5 @@ class QuantizationPanel(TechniquePanel):
     def _engine(self, progress: Any) -> Any:
         return self.workbench.quantize(
             self.mode, representative_samples=self.representative_samples, epochs=self.epochs,
-            base=self.base, progress=progress if self.mode == "qat" else None)
+            layers=self._qat_layers if self.mode == "qat" else None, base=self.base,
+            progress=progress if self.mode == "qat" else None)
