@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 # Heavier names (TensorFlow, ipywidgets) are imported on first use.
 _LAZY = {
     "demo_model": "compresswidgets.demo",
+    "load_model": "compresswidgets.loading",
     "demo_data": "compresswidgets.demo",
     "DemoData": "compresswidgets.demo",
     "WeightInspector": "compresswidgets.widgets.inspector",
@@ -75,6 +76,7 @@ __all__ = [
     "demo_data",
     "demo_model",
     "inspect_weights",
+    "load_model",
 ]
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from compresswidgets._training import Progress, TrainingStopped
     from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow, benchmark
     from compresswidgets.demo import DemoData, demo_data, demo_model
+    from compresswidgets.loading import load_model
     from compresswidgets.tflite import ConversionError
     from compresswidgets.variant import Variant
     from compresswidgets.widgets.benchmark import BenchmarkPanel
