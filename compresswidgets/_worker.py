@@ -250,13 +250,34 @@ _lock = threading.Lock()
 _process: _Process | None = None
 
 
+def in_process() -> bool:
+    """``COMPRESSWIDGETS_IN_PROCESS=1``: no worker; jobs run in the calling process.
+
+    For small machines (Binder gives 1-2 GB): one TensorFlow in memory instead of two, at the
+    price of TensorFlow's leaks (about 10-20 MB per fine-tuning or conversion) staying in the
+    kernel until it restarts.
+    """
+    return os.environ.get("COMPRESSWIDGETS_IN_PROCESS", "").lower() in ("1", "true", "yes")
+
+
 def call(request: tuple, on_progress: Callable[[dict], bool] | None = None) -> Any:
     """Run one job in the worker (started or replaced as needed); one job at a time.
 
     ``on_progress`` gets each progress frame and returns True to ask the job to stop.
     A worker that dies is replaced and the job is tried once more before WorkerDied.
+    With :func:`in_process`, the job runs here instead.
     """
     global _process
+    if in_process():
+        with _lock:
+            if request[0] == "convert":
+                return convert_model(*request[1:])
+            stop = threading.Event()
+
+            def emit(message: dict) -> None:
+                if on_progress is not None and on_progress(message):
+                    stop.set()
+            return run_technique(request[1], emit, stop)
     with _lock:
         for attempt in (1, 2):
             if _process is None or not _process.usable():

@@ -211,7 +211,7 @@ class Workbench:
 
     @staticmethod
     def _offloadable(model: Any, settings: CompileSettings) -> bool:
-        if os.environ.get("COMPRESSWIDGETS_IN_PROCESS", "") in ("1", "true"):
+        if _worker.in_process():  # fine-tuned right here, without the worker's round trip
             return False
         k = _keras.keras()
         stock = getattr(k.optimizers, settings.optimizer_class.__name__, None)

@@ -52,8 +52,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Lab:
-    def __init__(self, workdir: Path, state: Path) -> None:
+class Server:
+    """A Jupyter server process (JupyterLab or Voila) on a free localhost port, with temporary
+    config/runtime/settings folders, stopped by its process group id."""
+
+    def __init__(self, workdir: Path, state: Path, command: list[str]) -> None:
         self.port = free_port()
         self.token = os.urandom(16).hex()
         self.workdir = workdir
@@ -73,13 +76,7 @@ class Lab:
             json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         self.log = open(state / "jupyter.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={workdir}",
-             "--LabApp.news_url=",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-             "--LabApp.extension_manager=readonly",
-             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
+            [sys.executable, "-m", *command(self.port, self.token)],
             cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -89,20 +86,20 @@ class Lab:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = 120, path: str = "/api/status") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = (self.state / "jupyter.log").read_text()
-                raise RuntimeError(f"jupyter lab exited early:\n{log}")
+                raise RuntimeError(f"the server exited early:\n{log}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}",
+                with urllib.request.urlopen(f"{self.url}{path}?token={self.token}",
                                             timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.5)
-        raise TimeoutError(f"jupyter lab did not answer on {self.url} within {timeout} s")
+        raise TimeoutError(f"the server did not answer on {self.url} within {timeout} s")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -116,6 +113,29 @@ class Lab:
         self.log.close()
 
 
+ROOT_FLAG = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+
+
+def lab_command(port: int, token: str) -> list[str]:
+    return ["jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}", "--ServerApp.root_dir=.",
+            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly", *ROOT_FLAG]
+
+
+def voila_command(notebook: str):
+    def command(port: int, token: str) -> list[str]:
+        return ["voila", notebook, "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
+                "--Voila.port_retries=0", f"--token={token}", "--show_tracebacks=True"]
+    return command
+
+
+def copy_notebooks(workdir: Path) -> None:
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, workdir / nb.name)
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     return find_chromium()
@@ -124,11 +144,24 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory, chromium_path):
     workdir = tmp_path_factory.mktemp("lab-root")
-    for nb in (ROOT / "notebooks").glob("*.ipynb"):
-        shutil.copy(nb, workdir / nb.name)
-    server = Lab(workdir, tmp_path_factory.mktemp("lab-state"))
+    copy_notebooks(workdir)
+    server = Server(workdir, tmp_path_factory.mktemp("lab-state"), lab_command)
     try:
         server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def voila(tmp_path_factory, chromium_path):
+    """`voila studio_app.ipynb`: the Studio as a standalone app, as the README says."""
+    workdir = tmp_path_factory.mktemp("voila-root")
+    copy_notebooks(workdir)
+    server = Server(workdir, tmp_path_factory.mktemp("voila-state"),
+                    voila_command("studio_app.ipynb"))
+    try:
+        server.wait_ready(path="/")
         yield server
     finally:
         server.stop()
@@ -164,7 +197,7 @@ FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
-def page(request, browser, lab):
+def page(request, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1700})
     page = context.new_page()
     console: list[str] = []
@@ -178,5 +211,8 @@ def page(request, browser, lab):
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
             (ARTIFACTS / f"{name}.console.txt").write_text("\n".join(console))
-            shutil.copy(lab.state / "jupyter.log", ARTIFACTS / f"{name}.jupyter.log")
+            for server in ("lab", "voila"):  # the logs of the servers the test used
+                if server in request.fixturenames:
+                    log = request.getfixturevalue(server).state / "jupyter.log"
+                    shutil.copy(log, ARTIFACTS / f"{name}.{server}.log")
         context.close()
