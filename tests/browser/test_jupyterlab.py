@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 def test_quickstart_inspector_renders_and_reacts(page, lab):
     open_notebook(page, lab, "00_quickstart.ipynb")
     run_all(page)
-    inspector = page.locator(".cw-weight-inspector")
+    inspector = page.locator(".cw-weight-inspector").last  # the Studio above has one too
     wait_visible(page, inspector, 240_000)
     wait_idle(page)  # let the remaining cells finish: widget events wait for an idle kernel
     hist = inspector.locator("img.cw-histogram-plot")

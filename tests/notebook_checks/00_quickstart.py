@@ -2,6 +2,10 @@
 
 
 def check(nb, text: str) -> None:
+    studio_cell = next(c for c in nb.cells if "cw.Studio(model, data)" in c.source)
+    bundle = studio_cell.outputs[-1]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "Studio" in bundle["text/html"] and "original" in bundle["text/html"]
     widget_cell = next(c for c in nb.cells if "cw.WeightInspector(model)" in c.source)
     bundle = widget_cell.outputs[-1]["data"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
