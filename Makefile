@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv demo test lint bench results clean
+.PHONY: venv demo app test lint bench results clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 11) else "compresswidgets needs Python >= 3.11 (found %d.%d): run make PYTHON=/path/to/python3.11" % v)'
@@ -23,6 +23,10 @@ demo: venv  ## serve the quickstart notebook in JupyterLab (Ctrl+C stops it)
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) \
 		--LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
 		--ServerApp.default_url=/lab/tree/notebooks/00_quickstart.ipynb
+
+app: venv  ## the Studio alone as a Voila web app on the demo model (a no-code station)
+	$(BIN)/python -c "import compresswidgets as cw; cw.demo_model()"
+	$(BIN)/voila notebooks/studio_app.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(PORT)
 
 lint: venv
 	$(BIN)/ruff check compresswidgets tests benchmarks

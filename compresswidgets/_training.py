@@ -106,6 +106,9 @@ def compile_settings(reference: Any, data: Data, learning_rate: float | None,
         elif not isinstance(config.get("learning_rate"), int | float):
             config["learning_rate"] = default_learning_rate  # a schedule: start afresh
         cls = type(optimizer)
+        name = getattr(loss, "__name__", None)
+        if not isinstance(loss, str) and name and k.losses.get(name) is loss:
+            loss = name  # a built-in loss function, as .h5 and SavedModel files restore it
         if isinstance(loss, str):
             return CompileSettings(cls, config, loss, repr(loss), metrics)
         serial = _plain(k.losses.serialize(loss))

@@ -55,6 +55,17 @@ def demo_data() -> DemoData:
     return DemoData(x[train], y[train], x[test], y[test])
 
 
+def is_demo_architecture(model: Any) -> bool:
+    """Whether ``model`` has the demo's layers and weight shapes (e.g. the demo model itself,
+    saved and loaded back), so that generated code may start from ``cw.demo_model()``."""
+    try:
+        ours = [(type(w).__name__, tuple(w.shape)) for w in model.weights]
+    except (AttributeError, TypeError):
+        return False
+    reference = [(type(w).__name__, tuple(w.shape)) for w in build_demo_model().weights]
+    return ours == reference
+
+
 def build_demo_model() -> Any:
     """The untrained tf_keras CNN of the classic post-training-quantization walkthrough.
 

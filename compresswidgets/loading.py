@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import warnings
 import zipfile
@@ -67,7 +69,7 @@ def load_model(path: str | os.PathLike, *, custom_objects: dict[str, Any] | None
         return _load_keras3(where, version, custom_objects, compile)
     k = _keras.keras()
     try:
-        with _keras._quiet_native_logs():
+        with _keras._quiet_native_logs(), _absl_quiet():
             model = k.models.load_model(str(where), custom_objects=custom_objects,
                                         compile=compile)
     except (TypeError, ValueError) as exc:
@@ -80,6 +82,19 @@ def load_model(path: str | os.PathLike, *, custom_objects: dict[str, Any] | None
             "post-training quantization alone, tf.lite.TFLiteConverter.from_saved_model works "
             "on it.")
     return model
+
+
+@contextlib.contextmanager
+def _absl_quiet() -> Any:
+    """tf_keras warns through absl when a file's optimizer state does not match a fresh
+    optimizer (e.g. a model saved before it was ever trained): nothing a user can act on."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _keras3_version(where: Path) -> str | None:
@@ -115,12 +130,14 @@ def _load_keras3(where: Path, version: str, custom_objects: Any, compile: bool) 
 
 def _explain(path: Any, exc: BaseException) -> str:
     text = str(exc)
+    if len(text) > 400:  # Keras quotes whole configs: keep the start, cut at a word
+        text = text[:400].rsplit(" ", 1)[0] + " …"
     if any(marker in text for marker in ("Could not locate", "Unknown layer", "Unknown object")):
         return (f"Keras could not rebuild {str(path)!r}: it names a class or function that is "
-                f"not imported here ({text[:300]}). Pass them as custom_objects, e.g. "
+                f"not imported here ({text}). Pass them as custom_objects, e.g. "
                 "cw.load_model(path, custom_objects={'MyLayer': MyLayer}), after importing or "
                 "defining them. Subclassed models load this way but can only be inspected and "
                 "post-training quantized; prune, cluster and QAT need a Sequential or "
                 "functional model.")
-    return (f"Keras could not load {str(path)!r} ({type(exc).__name__}: {text[:300]}). "
+    return (f"Keras could not load {str(path)!r} ({type(exc).__name__}: {text}). "
             f"Expected a {FORMATS} written by tf_keras' model.save(...).")

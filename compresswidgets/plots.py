@@ -217,10 +217,12 @@ def plot_tradeoff(report: Any, ax: Any, *, cost: str = "gzipped_bytes",
     best = sorted(points[i] for i in front)
     ax.plot([p[0] for p in best], [p[1] for p in best], "-o", color=_ORANGE, zorder=3,
             label="Pareto front")
-    # labels of points at about the same accuracy alternate above and below
+    # of two points at about the same accuracy, the lower one's label goes below it
     order = sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0]))
+    span = (max(ys) - min(ys)) or 1.0
     for rank, i in enumerate(order):
-        below = rank % 2 == 1 and abs(points[i][1] - points[order[rank - 1]][1]) < 0.004
+        above = order[rank + 1] if rank + 1 < len(order) else None
+        below = above is not None and points[above][1] - points[i][1] < 0.04 * span
         ax.annotate(mpl_text(rows[i].variant, 24), points[i], fontsize=7,
                     xytext=(4, -10 if below else 3), textcoords="offset points")
     ax.margins(x=0.2, y=0.15)  # room for the labels

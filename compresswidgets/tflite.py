@@ -118,7 +118,12 @@ def _export(model: Any, path: str) -> None:
     tf = _keras.tf()
     with _keras._quiet_native_logs():
         try:
-            tf.saved_model.save(model, path)
+            if _keras.keras_flavour(model) == "keras3":
+                # tf.saved_model.save on a Keras 3 model leaves its weights out of the
+                # graph (the .tflite then predicts noise); Keras 3's own export keeps them
+                model.export(path, format="tf_saved_model", verbose=False)
+            else:
+                tf.saved_model.save(model, path)
         except Exception as exc:
             raise ConversionError(f"Could not export the model for conversion: "
                                   f"{type(exc).__name__}: {exc}") from exc

@@ -110,7 +110,7 @@ class Workbench:
 
     def __init__(self, model: Any, data: Any, *, metric: Metric | None = None,
                  metric_name: str | None = None, batch_size: int = 32) -> None:
-        from compresswidgets.demo import DemoData
+        from compresswidgets.demo import DemoData, is_demo_architecture
 
         flavour = _keras.keras_flavour(model)
         if flavour is None:
@@ -133,7 +133,7 @@ class Workbench:
             data=self.data, metric=metric or default_metric,
             metric_name=metric_name or (getattr(metric, "__name__", "metric") if metric
                                         else "accuracy"),
-            preamble=_preamble(isinstance(data, DemoData)))
+            preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model)))
         self.original = Variant("original", {"technique": "original", "model": model.name},
                                 keras_model=clone_with_weights(model), context=self._context,
                                 code_step="")

@@ -55,6 +55,7 @@ class BinderEnv:
         _run(["bash", str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env)
         self.kernelspec()
         self.build_seconds = time.monotonic() - start
+        BUILDS.append(self.build_seconds)
         return self
 
     def kernelspec(self) -> None:
@@ -131,6 +132,12 @@ class PeakMemory(threading.Thread):
         self.join(5)
 
 
+#: Seconds each Binder environment of this session took to build.
+BUILDS: list[float] = []
+#: Every notebook run of this session, by notebook: printed at the end (tests/conftest.py).
+RUNS: dict[str, Run] = {}
+
+
 @dataclass
 class Run:
     notebook: nbformat.NotebookNode
@@ -172,3 +179,15 @@ def execute(env: BinderEnv, path: Path, workdir: Path) -> Run:
             sampler.stop()
     sampler = watch[0]
     return Run(nb, seconds, sampler.kernel_peak / 2**20, sampler.tree_peak / 2**20)
+
+
+def summary() -> str:
+    """The table of this session's notebook runs (wall time, peak memory), as Markdown."""
+    lines = ["| notebook | wall time | kernel peak RSS | kernel + its processes |",
+             "|---|---|---|---|"]
+    for stem, run in sorted(RUNS.items()):
+        lines.append(f"| `{stem}` | {run.seconds:.0f} s | {run.kernel_peak_mb:,.0f} MB | "
+                     f"{run.tree_peak_mb:,.0f} MB |")
+    if BUILDS:
+        lines.append(f"\nThe Binder environment was built in {BUILDS[0]:.0f} s.")
+    return "\n".join(lines)
