@@ -12,12 +12,11 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KMeans1D", "int8_preview", "kmeans_1d", "prune_preview"]
+__all__ = ["KMeans1D", "int8_preview", "kmeans_1d", "prune_preview", "pruned_count"]
 
 
 def _check_fraction(sparsity: float) -> float:
@@ -28,15 +27,23 @@ def _check_fraction(sparsity: float) -> float:
     return float(sparsity)
 
 
+def pruned_count(size: int, sparsity: float) -> int:
+    """How many of ``size`` weights tfmot zeroes at ``sparsity``: it keeps
+    ``round(size * (1 - sparsity))`` (float32 arithmetic, ties to even), the rest go."""
+    keep = np.round(np.float32(size) * (np.float32(1.0) - np.float32(sparsity)))
+    return int(size - int(keep))
+
+
 def prune_preview(values: np.ndarray, sparsity: float) -> np.ndarray:
     """A copy of ``values`` with the ``sparsity`` fraction of smallest magnitudes set to zero.
 
-    The same rule as tfmot's one-shot magnitude pruning of a whole tensor (ties at the
-    threshold may tip a few weights either way). O(n): a partition, not a sort.
+    The same rule and count as tfmot's one-shot magnitude pruning of a whole tensor
+    (:func:`pruned_count`); which of several weights tied at the threshold goes may differ.
+    O(n): a partition, not a sort.
     """
     sparsity = _check_fraction(sparsity)
     flat = np.asarray(values).reshape(-1)
-    k = math.floor(sparsity * flat.size)
+    k = pruned_count(flat.size, sparsity)
     out = np.array(values, copy=True)
     if k == 0:
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import compresswidgets as cw
 from compresswidgets.preview import int8_preview, kmeans_1d, prune_preview
 
 
@@ -13,7 +14,7 @@ def test_prune_preview_zeroes_exactly_the_smallest_magnitudes():
     w = rng.normal(size=(30, 40)).astype(np.float32)
     for sparsity in (0.0, 0.25, 0.8, 0.999):
         out = prune_preview(w, sparsity)
-        k = int(np.floor(sparsity * w.size))
+        k = w.size - int(np.round(np.float32(w.size) * np.float32(1 - sparsity)))
         assert int(np.sum(out == 0)) == k and out.shape == w.shape
         kept = out != 0
         np.testing.assert_array_equal(out[kept], w[kept])
@@ -93,3 +94,15 @@ def test_int8_preview_per_channel_and_per_tensor():
     error_channel = np.abs(per_channel - w).mean()
     error_tensor = np.abs(per_tensor - w).mean()
     assert error_channel < error_tensor  # what per-channel quantization buys
+
+
+def test_prune_preview_zeroes_as_many_as_tfmot(demo):
+    """The preview's count is tfmot's, layer by layer (one-shot pruning, no training)."""
+    model, data = demo
+    wb = cw.Workbench(model, data)
+    for sparsity in (0.5, 0.8, 0.33):
+        pruned = wb.prune(sparsity, epochs=0)
+        for layer in pruned.recipe["layers"]:
+            kernel = wb.original.kernel(layer)
+            assert int(np.sum(prune_preview(kernel, sparsity) == 0)) == int(
+                np.sum(pruned.kernel(layer) == 0)), (layer, sparsity)

@@ -7,6 +7,7 @@ import pytest
 from _helpers import table_rows, weights_bytes
 
 import compresswidgets as cw
+from compresswidgets.preview import pruned_count
 
 PNG = b"\x89PNG"
 
@@ -36,10 +37,10 @@ def test_defaults_and_tiny_layers(panel):
 def test_moving_the_slider_redraws_the_preview(panel):
     kernel = panel.workbench.original.keras_model.get_layer("conv2d_1").kernel.numpy()
     before = bytes(panel._preview_fig.widget.value)
-    assert preview_total(panel) == kernel.size - int(np.floor(0.5 * kernel.size))
+    assert preview_total(panel) == kernel.size - pruned_count(kernel.size, 0.5)
     panel._sparsity.value = 0.9
     assert bytes(panel._preview_fig.widget.value) != before
-    assert preview_total(panel) == kernel.size - int(np.floor(0.9 * kernel.size))
+    assert preview_total(panel) == kernel.size - pruned_count(kernel.size, 0.9)
     panel._preview.value = "dense"
     assert "dense" in panel._preview_fig.figure.axes[0].get_title()
 

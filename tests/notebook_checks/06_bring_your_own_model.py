@@ -1,0 +1,51 @@
+"""What notebooks/06_bring_your_own_model.ipynb must show once executed."""
+
+import re
+
+
+def _cell(nb, snippet: str):
+    return next(c for c in nb.cells if c.cell_type == "code" and snippet in c.source)
+
+
+def _agree(text: str, pattern: str) -> None:
+    """The quantized accuracy and the Keras model's, both printed, within a point."""
+    found = re.search(pattern, text)
+    assert found, pattern
+    tflite, keras = (float(v) for v in found.groups())
+    assert abs(tflite - keras) <= 1.0, found.group(0)
+
+
+def check(nb, text: str) -> None:
+    # the three formats load with the same weights; one-shot pruning gives exactly 50.0 %
+    assert "['digits.h5', 'digits.keras', 'digits_savedmodel']" in text
+    for name in ("digits.keras", "digits.h5", "digits_savedmodel"):
+        line = (rf"^{re.escape(name)}\s+Sequential, 32,810 parameters, same weights: True, "
+                r"compiled with Adam; .*one-shot prune: sparsity 50\.0%$")
+        assert re.search(line, text, re.M), name
+    # a panel on the loaded model, then the same step headless
+    bundle = _cell(nb, "cw.QuantizationPanel(wb)").outputs[-1]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "text/html" in bundle
+    _agree(text, r"dynamic: accuracy ([\d.]+)% \(Keras model: ([\d.]+)%\), 40,952 B instead "
+                 r"of 134,932 B")
+    assert "# model = keras.models.load_model(...)" in text  # its code starts from your model
+    # case 1: subclassed
+    assert ("ValueError: Pruning supports Sequential and functional models only "
+            "(as tfmot does), but 'digits_net' is a subclassed model (DigitsNet)") in text
+    _agree(text, r"dynamic: accuracy ([\d.]+)% \(Keras model: ([\d.]+)%\)\n")
+    assert "ValueError: Keras could not rebuild " in text and "custom_objects" in text
+    assert "DigitsNet, same weights: True" in text
+    # case 2: Keras 3
+    assert "ValueError: Pruning needs a tf_keras (Keras 2) model, but this one was built " \
+           "with Keras 3" in text
+    assert "KerasSetupWarning: keras3.keras was saved by Keras 3" in text
+    assert "loaded: keras.src.models.sequential Sequential" in text
+    assert "Model 'sequential' (keras3)" in text  # inspected
+    assert "the .tflite agrees with the Keras model" in text  # Keras 3 converts with weights
+    assert re.search(r"same weights: True; prune 50%: sparsity 50\.0%; dynamic: accuracy", text)
+    # case 3: no such file, and the listing of what is there
+    assert "FileNotFoundError: No model at 'my_model.keras': nothing exists there." in text
+    assert re.search(r"FileNotFoundError: No model at '.*digits\.kears'.*Model files in .*: "
+                     r"digits\.h5, digits\.keras", text)
+    assert "temporary folder removed: True" in text
+    # the exercise: the functional rebuild prunes
+    assert re.search(r"prune 50%: sparsity 50\.0%, accuracy [\d.]+% \(original", text)
