@@ -100,10 +100,11 @@ def kmeans_1d(values: np.ndarray, k: int, *, init: str = "kmeans++", iterations:
     The values are binned into ``bins`` equal-width bins (their means kept), and Lloyd's
     iterations run on those weighted points, so a 2.4 M-weight layer clusters in
     milliseconds. ``exclude_zeros`` clusters the non-zeros only (sparsity-preserving
-    clustering keeps zeros apart).
+    clustering keeps zeros apart). ``iterations=0`` keeps the initial centroids: tfmot runs
+    no k-means iterations, it starts fine-tuning from them.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise ValueError(f"k must be a whole number >= 2, but got {k!r}.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, but got {k!r}.")
     if init not in ("kmeans++", "linear", "random", "density-based"):
         raise ValueError(f"Unknown init {init!r}. Expected one of 'kmeans++', 'linear', "
                          "'random', 'density-based'.")

@@ -1,4 +1,11 @@
-"""Every notebook in notebooks/ runs top to bottom (stored without outputs, executed here)."""
+"""Every notebook in notebooks/ runs top to bottom, in a simulated Binder.
+
+Notebooks are stored without outputs; here each is executed in a fresh virtual environment
+built only from binder/requirements.txt and binder/postBuild, with its kernel started through
+binder/start, as a learner's Binder session would. Its wall time and the peak resident memory
+of the kernel (and of the processes it starts) are recorded and printed at the end of the run;
+the memory must fit Binder.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,17 @@ import pathlib
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from _binder import RUNS, BinderEnv, execute
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 CHECKS = pathlib.Path(__file__).parent / "notebook_checks"
+#: Binder gives 1-2 GB; a notebook must stay under this (kernel and its processes together).
+LIMIT_MB = 1536
 
 
-def execute(path: pathlib.Path) -> nbformat.NotebookNode:
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return nb
+@pytest.fixture(scope="session")
+def binder(tmp_path_factory):
+    return BinderEnv(tmp_path_factory.mktemp("binder")).build()
 
 
 def outputs(cell) -> list[dict]:
@@ -46,13 +53,18 @@ def test_notebook_is_stored_without_outputs(path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path):
-    nb = execute(path)
+def test_notebook_runs_on_binder(path, binder, tmp_path):
+    run = execute(binder, path, tmp_path)
+    RUNS[path.stem] = run
+    nb = run.notebook
     errors = [o for c in nb.cells for o in outputs(c) if o.get("output_type") == "error"]
     assert not errors, errors
     stderr = "".join(o.get("text", "") for c in nb.cells for o in outputs(c)
                      if o.get("name") == "stderr")
     assert "oneDNN" not in stderr and "absl" not in stderr  # TensorFlow kept quiet
+    assert run.tree_peak_mb < LIMIT_MB, (
+        f"{path.name} peaked at {run.tree_peak_mb:.0f} MB (kernel {run.kernel_peak_mb:.0f} MB); "
+        f"Binder sessions get 1-2 GB")
     check = load_check(path.stem)
     if check is not None:
         check(nb, text_of(nb))
@@ -68,5 +80,3 @@ def load_check(stem: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.check
-
-

@@ -76,7 +76,9 @@ def test_kmeans_edge_cases():
     zeros = np.array([0.0] * 8 + [1.0, 2.0, 3.0])
     assert 0.0 not in kmeans_1d(zeros, 2, exclude_zeros=True).centroids
     with pytest.raises(ValueError, match="k must be"):
-        kmeans_1d(np.ones(3), 1)
+        kmeans_1d(np.ones(3), 0)
+    one = kmeans_1d(np.array([1.0, 2.0, 6.0]), 1)  # one cluster: the mean
+    assert one.centroids.tolist() == pytest.approx([3.0])
     with pytest.raises(ValueError, match="Unknown init"):
         kmeans_1d(np.arange(5.0), 2, init="kmeans")
 

@@ -2,8 +2,8 @@
 
 tfmot's ``cluster_weights`` mutates what it is given (a model loses its kernels from
 ``model.weights``): it only ever sees private copies here. After ``strip_clustering`` each
-clustered kernel has at most ``clusters`` distinct values (one more, zero, when sparsity is
-preserved): this is measured, not assumed.
+clustered kernel has at most ``clusters`` distinct values (zero among them when sparsity is
+preserved: tfmot turns the centroid nearest zero into zero): this is measured, not assumed.
 """
 
 from __future__ import annotations

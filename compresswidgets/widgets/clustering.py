@@ -62,7 +62,7 @@ class ClusteringPanel(TechniquePanel):
                                ("preserve_sparsity", self._preserve), ("epochs", self._epochs)):
             traitlets.link((self, trait), (control, "value"))
         self.observe(lambda _: self._safe_preview(),
-                     names=["clusters", "init", "preserve_sparsity"])
+                     names=["clusters", "init", "preserve_sparsity", "epochs"])
         rows = [widgets.HBox([self._base, self._clusters, self._epochs], layout=_ROW),
                 widgets.HBox([self._init, self._preview, self._preserve], layout=_ROW)]
         return rows, [self._clusters, self._init, self._preserve, self._epochs]
@@ -79,13 +79,21 @@ class ClusteringPanel(TechniquePanel):
     def _draw_preview(self, kernel: np.ndarray, ax: Any) -> None:
         keep_zeros = self.preserve_sparsity
         sparse = keep_zeros or float(np.mean(kernel == 0)) > SPARSE
-        fit = kmeans_1d(kernel, self.clusters, init=self.init, exclude_zeros=keep_zeros)
+        # tfmot runs no k-means: it places the centroids and fine-tuning moves them. With no
+        # fine-tuning, show the centroids as placed; with it, where k-means would take them.
+        iterations = 30 if self.epochs > 0 else 0
+        # with sparsity preserved, zero is one of the clusters (tfmot zeroes the nearest one)
+        k = max(1, self.clusters - 1) if keep_zeros else self.clusters
+        fit = kmeans_1d(kernel, k, init=self.init, exclude_zeros=keep_zeros,
+                        iterations=iterations)
         after = fit.assign(kernel)
         if keep_zeros:
             after[kernel == 0] = 0
-        label = f"after: {len(fit.centroids)} values" + (" + zeros" if keep_zeros else "")
+        values = len(fit.centroids) + (1 if keep_zeros else 0)
+        label = f"after: {values} values" + (" incl. zero" if keep_zeros else "")
+        how = "k-means" if iterations else "centroids as placed (no fine-tuning)"
         self._overlay(ax, kernel, after, label + (" (zeros not shown)" if sparse else ""),
-                      f"{self.preview_layer}: k-means, {self.clusters} clusters",
+                      f"{self.preview_layer}: {self.clusters} clusters, {how}",
                       exclude_zeros=sparse, bins=128)
 
     def _engine(self, progress: Any) -> Any:
