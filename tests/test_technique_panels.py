@@ -156,9 +156,10 @@ def test_layer_names_are_escaped(keras, demo):
 def test_qat_leaves_out_what_tfmot_cannot_quantize(keras, demo):
     _, data = demo
     flat = [np.asarray(a).reshape(len(a), -1) if np.ndim(a) > 1 else a for a in data]
-    model = keras.Sequential([keras.layers.Input((64,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.LayerNormalization(),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential([keras.layers.Input((64,)),
+                              keras.layers.Dense(32, activation="relu", name="dense"),
+                              keras.layers.LayerNormalization(name="layer_normalization"),
+                              keras.layers.Dense(10, activation="softmax", name="dense_1")])
     wb = cw.Workbench(model, tuple(flat))
     panel = cw.QuantizationPanel(wb)
     assert panel._checklist.layout.display == "none"  # the checklist is for QAT only
