@@ -228,7 +228,7 @@ class Workbench:
         return os.path.join(self._scratch, "train.npz")
 
     def _offload(self, technique: str, model: Any, params: Any, settings: CompileSettings,
-                 progress: ProgressCallback | None) -> tuple[Any, list[str]]:
+                 progress: ProgressCallback | None) -> tuple[Any, list[str], dict[str, Any]]:
         folder = tempfile.mkdtemp(prefix="cw-job-", dir=os.path.dirname(self._train_file()))
         try:
             model_dir, out_dir = os.path.join(folder, "in"), os.path.join(folder, "out")

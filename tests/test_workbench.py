@@ -207,7 +207,9 @@ def test_save_and_load(wb, pruned_clustered, tmp_path):
     assert cw.Variant.load(tmp_path / "export").name == q.name
 
 
-def test_code_reproduces_the_variant_in_a_fresh_namespace(pruned_clustered):
+def test_code_reproduces_the_variant_in_a_fresh_namespace(pruned_clustered, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the code writes model.tflite where it runs
     namespace: dict = {}
     exec(compile(pruned_clustered.code, "variant_code", "exec"), namespace)
     made, ours = namespace["model"], pruned_clustered.keras_model
@@ -221,7 +223,8 @@ def test_code_reproduces_the_variant_in_a_fresh_namespace(pruned_clustered):
     assert isinstance(namespace["tflite_model"], bytes)
 
 
-def test_ptq_code_reproduces_the_input_type(wb):
+def test_ptq_code_reproduces_the_input_type(wb, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the code writes model.tflite where it runs
     q = next(v for v in wb.variants if v.recipe.get("mode") == "int8-only")
     namespace: dict = {}
     exec(compile(q.code, "variant_code", "exec"), namespace)

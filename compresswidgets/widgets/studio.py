@@ -122,14 +122,14 @@ class Studio(widgets.VBox):
         self._inspect.children = [self._inspect_pick, self._inspect_error, inspector]
 
     def _draw_variants(self) -> None:
-        ref = self.workbench.original
         rows = []
-        for v in self.workbench.variants:
+        for v in self.workbench.variants:  # one at a time: a failure stays on its own row
             try:
-                rows.append([v.name, v.technique, v.parent.name if v.parent else "-",
-                             f"{v.accuracy:.2%}", f"{v.accuracy - ref.accuracy:+.2%}",
-                             f"{v.size_bytes:,}", f"{v.gzipped_bytes:,}",
-                             f"{ref.size_bytes / v.gzipped_bytes:.1f}x", f"{v.sparsity:.1%}"])
+                r = self.workbench.compare([v])[0]
+                rows.append([v.name, v.technique, r["parent"] or "-", f"{r['accuracy']:.2%}",
+                             f"{r['accuracy_delta']:+.2%}", f"{r['size_bytes']:,}",
+                             f"{r['gzipped_bytes']:,}", f"{r['gzipped_ratio']:.1f}x",
+                             f"{r['sparsity']:.1%}"])
             except (ValueError, RuntimeError) as exc:  # e.g. a QAT model that did not convert
                 rows.append([v.name, v.technique, v.parent.name if v.parent else "-",
                              "-", "-", "-", "-", "-", f"error: {exc}"])

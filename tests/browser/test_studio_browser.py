@@ -39,6 +39,21 @@ def readout(panel, label: str) -> str:
         .first.locator(".widget-readout").inner_text()
 
 
+def move_slider(page, panel, label: str, key: str, times: int, *, click: bool = False) -> None:
+    """Press ``key`` ``times`` on the slider ``label`` and wait for the preview to redraw."""
+    preview = panel.locator("img.cw-preview-plot")
+    wait_image(page, preview)
+    old = preview.get_attribute("src")
+    handle = slider(panel, label)
+    if click:  # as a mouse user focuses it (some front ends take keyboard focus back)
+        handle.click()
+    else:
+        handle.focus()
+    for _ in range(times):
+        handle.press(key)
+    wait_changed(page, preview, old)
+
+
 WATCH = """el => {
     window.__cwSeen = [];
     const record = () => {
@@ -74,14 +89,7 @@ def test_studio_preview_apply_stop_and_benchmark(page, lab):
 
     # --- Prune: the preview follows the slider
     prune = tab(page, studio, "Prune")
-    preview = prune.locator("img.cw-preview-plot")
-    wait_image(page, preview)
-    old = preview.get_attribute("src")
-    handle = slider(prune, "Sparsity")
-    handle.focus()
-    for _ in range(6):  # 50 % -> 80 %
-        handle.press("ArrowRight")
-    wait_changed(page, preview, old)
+    move_slider(page, prune, "Sparsity", "ArrowRight", 6)  # 50 % -> 80 %
     assert readout(prune, "Sparsity") == "80%"
 
     # --- Apply with one epoch: progress, then the result table
@@ -128,14 +136,7 @@ def test_studio_preview_apply_stop_and_benchmark(page, lab):
 
     # --- Cluster: preview of k-means, then the screenshot
     cluster = tab(page, studio, "Cluster")
-    cpreview = cluster.locator("img.cw-preview-plot")
-    wait_image(page, cpreview)
-    old = cpreview.get_attribute("src")
-    handle = slider(cluster, "Clusters")
-    handle.focus()
-    for _ in range(2):  # 16 -> 12 -> 8
-        handle.press("ArrowLeft")
-    wait_changed(page, cpreview, old)
+    move_slider(page, cluster, "Clusters", "ArrowLeft", 2)  # 16 -> 12 -> 8
     assert readout(cluster, "Clusters") == "8"
     shoot(cluster, "clustering-panel.png")
 

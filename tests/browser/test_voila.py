@@ -4,8 +4,8 @@ station. Open it, apply a technique, see the result."""
 from __future__ import annotations
 
 import pytest
-from _ui import wait_changed, wait_image
-from test_studio_browser import SHOTS, slider, tab
+from _ui import wait_image
+from test_studio_browser import SHOTS, move_slider, slider, tab
 
 pytestmark = pytest.mark.browser
 
@@ -17,17 +17,10 @@ def test_voila_app_applies_pruning(page, voila):
     studio.wait_for(state="visible", timeout=240_000)
     assert "import compresswidgets" not in page.inner_text("body")  # no code, only the app
     prune = tab(page, studio, "Prune")
-    preview = prune.locator("img.cw-preview-plot")
-    wait_image(page, preview)
-    old = preview.get_attribute("src")
     epochs = slider(prune, "Epochs")
     epochs.click()
     epochs.press("Home")  # one-shot: no fine-tuning, quick for a demo station
-    handle = slider(prune, "Sparsity")
-    handle.click()
-    for _ in range(4):  # 50 % -> 70 %
-        handle.press("ArrowRight")
-    wait_changed(page, preview, old)
+    move_slider(page, prune, "Sparsity", "ArrowRight", 4, click=True)  # 50 % -> 70 %
     prune.locator("button", has_text="Apply").click()
     page.wait_for_function("el => /made /.test(el.innerText)", arg=prune.element_handle(),
                            timeout=240_000)
