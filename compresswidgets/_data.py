@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -73,11 +74,24 @@ def as_data(data: Any) -> Data:
     return out
 
 
+def check_single_io(model: Any) -> None:
+    """One input tensor and one output tensor: what every technique here is built for."""
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    for what, tensors in (("inputs", inputs), ("outputs", outputs)):
+        if len(tensors) > 1:
+            names = ", ".join(repr(getattr(t, "name", "?").split(":")[0]) for t in tensors)
+            raise ValueError(
+                f"Model {getattr(model, 'name', '?')!r} has {len(tensors)} {what} ({names}); "
+                "the Workbench supports models with one input and one output. Compress a "
+                "single-input, single-output sub-model (e.g. each branch as its own "
+                "keras.Model), or concatenate the inputs into one tensor.")
+
+
 def check_against_model(data: Data, model: Any) -> None:
     """The sample shape must fit the model's input (batch dimension aside)."""
     shape = getattr(model, "input_shape", None)
     if not isinstance(shape, tuple) or (shape and isinstance(shape[0], tuple)):
-        return  # multi-input or unknown: the first fit/predict will tell
+        return  # unknown: the first fit/predict will tell
     expected = shape[1:]
     got = data.x_train.shape[1:]
     ok = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got,
@@ -92,7 +106,8 @@ def check_against_model(data: Data, model: Any) -> None:
 
 
 def default_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Classification accuracy for softmax/logit outputs (argmax) or one sigmoid output."""
+    """Classification accuracy: argmax for softmax/logit outputs; for one sigmoid unit per
+    sample or per pixel (a mask), the fraction of elements on the right side of 0.5."""
     y_pred = np.asarray(y_pred)
     y_true = np.asarray(y_true)
     if y_pred.ndim >= 2 and y_pred.shape[-1] > 1:
@@ -100,8 +115,75 @@ def default_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1]:
             y_true = np.argmax(y_true, axis=-1)  # one-hot labels
         return float(np.mean(predicted == y_true.reshape(predicted.shape)))
-    predicted = (y_pred.reshape(len(y_pred), -1)[:, 0] > 0.5).astype(np.int64)
-    return float(np.mean(predicted == y_true.reshape(len(y_true), -1)[:, 0]))
+    predicted = (y_pred.reshape(len(y_pred), -1) > 0.5).astype(np.int64)
+    return float(np.mean(predicted == y_true.reshape(predicted.shape)))
+
+
+def mean_absolute_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean absolute error over every output value (lower is better)."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    return float(np.mean(np.abs(y_true.reshape(len(y_true), -1)
+                                - y_pred.reshape(len(y_pred), -1))))
 
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How variants are judged: the function, its name, its direction, and how it reads.
+
+    ``fraction`` metrics (accuracy) are shown as percentages; any other as a plain number.
+    """
+
+    function: Metric
+    name: str
+    greater_is_better: bool = True
+    fraction: bool = False
+
+    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(self.function(y_true, y_pred))
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.2%}" if self.fraction else f"{value:.4g}"
+
+    def format_delta(self, delta: float) -> str:
+        return f"{delta:+.2%}" if self.fraction else f"{delta:+.4g}"
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.greater_is_better else "lower is better"
+
+
+ACCURACY = MetricSpec(default_metric, "accuracy", True, True)
+MAE = MetricSpec(mean_absolute_error, "MAE", False, False)
+
+
+def continuous(y: np.ndarray) -> bool:
+    """Targets that are not class labels: floats that are not all whole numbers."""
+    y = np.asarray(y)
+    return y.dtype.kind == "f" and not bool(np.all(np.mod(y, 1) == 0))
+
+
+def metric_spec(metric: Any, name: str | None, greater_is_better: bool | None,
+                data: Data) -> MetricSpec:
+    """The Workbench's metric: the user's, else accuracy for class labels and masks, else
+    (continuous targets: regression) mean absolute error, lower is better."""
+    if metric is not None and not callable(metric):
+        raise TypeError(f"metric must be a callable metric(y_true, y_pred) -> float, but got "
+                        f"{describe(metric)}. Pass a function, e.g. metric=my_iou.")
+    if greater_is_better is not None and not isinstance(greater_is_better, bool):
+        raise TypeError(f"greater_is_better must be True or False, but got "
+                        f"{describe(greater_is_better)}.")
+    if metric is None:
+        spec = MAE if continuous(data.y_train) else ACCURACY
+        if greater_is_better is not None and greater_is_better != spec.greater_is_better:
+            raise ValueError(
+                f"greater_is_better={greater_is_better} contradicts the default metric "
+                f"({spec.name}, {spec.direction}). Pass it together with your own metric=.")
+        return MetricSpec(spec.function, name or spec.name, spec.greater_is_better,
+                          spec.fraction)
+    return MetricSpec(metric, name or getattr(metric, "__name__", "metric"),
+                      True if greater_is_better is None else greater_is_better, False)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from compresswidgets import _keras
-from compresswidgets._data import Data
+from compresswidgets._data import Data, continuous
 
 
 class TrainingStopped(RuntimeError):
@@ -46,21 +46,48 @@ ProgressCallback = Callable[[Progress], Any]
 
 @dataclass(frozen=True)
 class CompileSettings:
-    """How a model is compiled for fine-tuning, and the same as code."""
+    """How a model is compiled for fine-tuning: what can cross to the worker process, the
+    user's own objects for fine-tuning here, and the same as code.
+
+    ``loss`` and ``metrics`` are portable descriptions: a name, a Keras serialisation, or a
+    reference ``{"ref": {"module", "qualname", "path"}, "config": ...}`` to an importable
+    function or class. ``live_loss`` / ``live_metrics`` are the objects the model was
+    compiled with; ``portable`` says whether the worker can rebuild all of it.
+    """
 
     optimizer_class: type
     optimizer_config: dict[str, Any]
     loss: Any
     loss_code: str
-    metrics: tuple[str, ...]
+    metrics: tuple[Any, ...]
+    live_loss: Any = None
+    live_metrics: tuple[Any, ...] | None = None
+    portable: bool = True
+    metrics_code: str = ""
 
     def build(self) -> dict[str, Any]:
+        """Fresh compile arguments: the user's own loss and metrics where they are here,
+        else rebuilt from their portable description (in the worker)."""
         k = _keras.keras()
-        return {
-            "optimizer": self.optimizer_class.from_config(dict(self.optimizer_config)),
-            "loss": k.losses.deserialize(self.loss) if isinstance(self.loss, dict) else self.loss,
-            "metrics": list(self.metrics),
-        }
+        loss = self.live_loss if self.live_loss is not None else _rebuild(self.loss, k.losses)
+        if self.live_metrics is not None:
+            metrics = [_fresh(m) for m in self.live_metrics]
+        else:
+            metrics = [_rebuild(m, k.metrics) for m in self.metrics]
+        return {"optimizer": self.optimizer_class.from_config(dict(self.optimizer_config)),
+                "loss": loss, "metrics": metrics}
+
+    def wire(self) -> dict[str, Any]:
+        """What the worker needs to rebuild these settings (see :meth:`from_wire`)."""
+        return {"optimizer_class": self.optimizer_class.__name__,
+                "optimizer_config": self.optimizer_config, "loss": self.loss,
+                "loss_code": self.loss_code, "metrics": list(self.metrics)}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> CompileSettings:
+        k = _keras.keras()
+        return cls(getattr(k.optimizers, wire["optimizer_class"]), wire["optimizer_config"],
+                   wire["loss"], wire["loss_code"], tuple(wire["metrics"]))
 
     @property
     def optimizer_code(self) -> str:
@@ -69,6 +96,11 @@ class CompileSettings:
                              "nesterov", "rho", "amsgrad") and value is not None}
         args = ", ".join(f"{key}={_short(value)}" for key, value in config.items())
         return f"keras.optimizers.{self.optimizer_class.__name__}({args})"
+
+    @property
+    def metrics_source(self) -> str:
+        """The metrics list as code."""
+        return self.metrics_code or repr(list(self.metrics))
 
 
 def _short(value: Any) -> str:
@@ -82,6 +114,86 @@ def _plain(value: Any) -> Any:
                                  str(v)))
 
 
+def _reference(obj: Any) -> dict[str, Any] | None:
+    """Where a function or class can be imported from in another process, or None
+    (defined in a notebook, a lambda, a local function)."""
+    import importlib
+    import pathlib
+
+    module_name = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", "")
+    if not module_name or module_name == "__main__" or "<" in qualname:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+        target = module
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    if target is not obj:
+        return None
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    root = pathlib.Path(file).resolve().parents[len(module_name.split(".")) - 1]
+    return {"module": module_name, "qualname": qualname, "path": str(root)}
+
+
+def _resolve(ref: dict[str, Any]) -> Any:
+    import importlib
+    import sys
+
+    if ref["path"] not in sys.path:
+        sys.path.append(ref["path"])
+    target = importlib.import_module(ref["module"])
+    for part in ref["qualname"].split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _describe(obj: Any, registry: Any, prefix: str) -> tuple[Any, str, bool]:
+    """``(portable description, code, portable?)`` of a loss or metric as compiled."""
+    if isinstance(obj, str):
+        return obj, repr(obj), True
+    name = getattr(obj, "__name__", None)
+    if callable(obj) and not isinstance(obj, type) and name:
+        try:
+            if registry.get(name) is obj:  # a built-in function, as .h5 files restore it
+                return name, repr(name), True
+        except (ValueError, TypeError):
+            pass
+    cls = type(obj)
+    if cls.__module__.startswith("tf_keras.") and hasattr(obj, "get_config"):
+        serial = _plain(registry.serialize(obj))
+        return serial, f"{prefix}.deserialize({serial!r})", True
+    if isinstance(obj, type) or not hasattr(obj, "get_config"):  # a function (or a class)
+        ref = _reference(obj)
+        label = getattr(obj, "__name__", None) or type(obj).__name__
+        return ({"ref": ref, "config": None} if ref else None), label, ref is not None
+    ref = _reference(cls)  # an instance of the user's Loss/Metric subclass
+    config = _plain(obj.get_config())
+    code = f"{cls.__qualname__}(**{config!r})"
+    return ({"ref": ref, "config": config} if ref else None), code, ref is not None
+
+
+def _rebuild(description: Any, registry: Any) -> Any:
+    if isinstance(description, dict) and "ref" in description:
+        target = _resolve(description["ref"])
+        config = description.get("config")
+        return target.from_config(config) if config is not None else target
+    if isinstance(description, dict):
+        return registry.deserialize(description)
+    return description
+
+
+def _fresh(metric: Any) -> Any:
+    """A stateful metric object as a new instance (the user's keeps its state)."""
+    if hasattr(metric, "reset_state") and hasattr(metric, "get_config"):
+        return type(metric).from_config(metric.get_config())
+    return metric
+
+
 def _last_activation(model: Any) -> str:
     last = model.layers[-1] if getattr(model, "layers", None) else None
     if last is None:
@@ -91,13 +203,25 @@ def _last_activation(model: Any) -> str:
     return getattr(getattr(last, "activation", None), "__name__", "")
 
 
+def _compiled_metrics(model: Any) -> list[Any]:
+    config = getattr(model, "_compile_config", None)
+    metrics = getattr(config, "config", {}).get("metrics") if config is not None else None
+    if metrics is None:
+        metrics = getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None)
+    if metrics is None:
+        return []
+    if isinstance(metrics, dict):  # per output: single-output models only reach here
+        metrics = [m for values in metrics.values() for m in _keras.tf().nest.flatten(values)]
+    return list(metrics) if isinstance(metrics, list | tuple) else [metrics]
+
+
 def compile_settings(reference: Any, data: Data, learning_rate: float | None,
                      default_learning_rate: float) -> CompileSettings:
-    """The user's compile settings when the model is compiled, else classification defaults."""
+    """The user's compile settings when the model is compiled (their own loss, optimizer
+    and metrics, Python functions and Loss subclasses included), else defaults for the task."""
     k = _keras.keras()
     optimizer = getattr(reference, "optimizer", None)
     loss = getattr(reference, "loss", None)
-    metrics: tuple[str, ...] = ("accuracy",)
     if optimizer is not None and loss is not None and not isinstance(optimizer, str):
         config = _plain(optimizer.get_config())
         config.pop("name", None)
@@ -106,31 +230,33 @@ def compile_settings(reference: Any, data: Data, learning_rate: float | None,
         elif not isinstance(config.get("learning_rate"), int | float):
             config["learning_rate"] = default_learning_rate  # a schedule: start afresh
         cls = type(optimizer)
-        name = getattr(loss, "__name__", None)
-        if not isinstance(loss, str) and name and k.losses.get(name) is loss:
-            loss = name  # a built-in loss function, as .h5 and SavedModel files restore it
-        if isinstance(loss, str):
-            return CompileSettings(cls, config, loss, repr(loss), metrics)
-        serial = _plain(k.losses.serialize(loss))
-        return CompileSettings(cls, config, serial, f"keras.losses.deserialize({serial!r})",
-                               metrics)
+        stock = getattr(k.optimizers, cls.__name__, None) is cls
+        loss_wire, loss_code, loss_ok = _describe(loss, k.losses, "keras.losses")
+        user_metrics = _compiled_metrics(reference)
+        described = [_describe(m, k.metrics, "keras.metrics") for m in user_metrics]
+        return CompileSettings(
+            cls, config, loss_wire, loss_code, tuple(d[0] for d in described),
+            live_loss=loss, live_metrics=tuple(user_metrics),
+            portable=stock and loss_ok and all(d[2] for d in described),
+            metrics_code="[" + ", ".join(d[1] for d in described) + "]")
     lr = float(learning_rate if learning_rate is not None else default_learning_rate)
     adam, optimizer_config = k.optimizers.Adam, {"learning_rate": lr}
+    metrics: tuple[str, ...] = ("accuracy",)
     y = data.y_train
     out_dim = model_output_dim(reference)
     logits = _last_activation(reference) not in ("softmax", "sigmoid")
-    if out_dim == 1:
+    if continuous(y):
+        name = "MeanSquaredError"
+    elif out_dim == 1:
         name = "BinaryCrossentropy"
     elif y.ndim >= 2 and y.shape[-1] == out_dim:
         name = "CategoricalCrossentropy"
-    elif y.dtype.kind in "iu" or np.all(np.mod(y, 1) == 0):
-        name = "SparseCategoricalCrossentropy"
     else:
-        name = "MeanSquaredError"
-        metrics = ()
+        name = "SparseCategoricalCrossentropy"
     if name == "MeanSquaredError":
         serial = {"class_name": name, "config": {}}
         code = "keras.losses.MeanSquaredError()"
+        metrics = ()
     else:
         serial = {"class_name": name, "config": {"from_logits": logits}}
         code = f"keras.losses.{name}(from_logits={logits})"

@@ -69,25 +69,42 @@ def read_model(folder: str) -> Any:
 
 
 # --------------------------------------------------------------------------- jobs (worker side)
-def convert_model(kind: str, path: str, mode: str,
-                  representative_path: str | None) -> dict[str, Any]:
-    """Convert; ``{"tflite": bytes}``, ``{"error": message}`` or ``{"rebuild": message}``."""
+def convert_model(kind: str, path: str, mode: str, representative_path: str | None,
+                  fixed: bool = False) -> dict[str, Any]:
+    """Convert; ``{"tflite": bytes, "fixed": bool}``, ``{"error": message}`` or
+    ``{"rebuild": message}``.
+
+    A Keras model that does not convert with a dynamic batch (recurrent layers in TF 2.21)
+    is converted again from a concrete function with a fixed batch of 1 (at once with
+    ``fixed``: the caller knows this architecture needs it).
+    """
     try:
         from compresswidgets import _keras
-        from compresswidgets.tflite import configure
+        from compresswidgets.tflite import _retry_fixed, configure, fixed_input_spec
 
         tf = _keras.tf()
         with _keras._quiet_native_logs():
-            if kind == "keras":
-                try:
-                    model = read_model(path)
-                except Exception as exc:
-                    return {"rebuild": f"{type(exc).__name__}: {exc}"}
-                converter = tf.lite.TFLiteConverter.from_keras_model(model)
-            else:
+            if kind != "keras":
                 converter = tf.lite.TFLiteConverter.from_saved_model(path)
+                configure(converter, tf, mode, representative_path)
+                return {"tflite": bytes(converter.convert())}
+            try:
+                model = read_model(path)
+            except Exception as exc:
+                return {"rebuild": f"{type(exc).__name__}: {exc}"}
+            if not fixed:
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+                configure(converter, tf, mode, representative_path)
+                try:
+                    return {"tflite": bytes(converter.convert()), "fixed": False}
+                except Exception as exc:
+                    if not _retry_fixed(model, str(exc)):
+                        raise
+            function = tf.function(lambda x: model(x, training=False))
+            concrete = function.get_concrete_function(*fixed_input_spec(model, 1))
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
             configure(converter, tf, mode, representative_path)
-            return {"tflite": bytes(converter.convert())}
+            return {"tflite": bytes(converter.convert()), "fixed": True}
     except Exception as exc:  # the message is what the user needs; the type may not pickle
         return _error(exc)
 
@@ -105,7 +122,7 @@ def run_technique(payload: dict[str, Any], emit: Callable[[dict], None],
         from compresswidgets._training import CompileSettings, Progress
         from compresswidgets.techniques import clustering, pruning, quantization
 
-        k, tf = _keras.keras(), _keras.tf()
+        tf = _keras.tf()
         technique = payload["technique"]
         module = {"prune": pruning, "cluster": clustering, "qat": quantization}[technique]
         with _keras._quiet_native_logs():
@@ -113,10 +130,7 @@ def run_technique(payload: dict[str, Any], emit: Callable[[dict], None],
         with np.load(payload["data"]) as npz:
             x, y = npz["x_train"], npz["y_train"]
         data = Data(x, y, x[:1], y[:1])
-        s = payload["settings"]
-        settings = CompileSettings(getattr(k.optimizers, s["optimizer_class"]),
-                                   s["optimizer_config"], s["loss"], s["loss_code"],
-                                   tuple(s["metrics"]))
+        settings = CompileSettings.from_wire(payload["settings"])
 
         def progress(report: Progress) -> None:
             emit(dataclasses.asdict(report))
@@ -214,7 +228,7 @@ class _Process:
             while True:
                 frame = _read(self.proc.stdout)
                 if frame is None:
-                    raise WorkerDied(self.stderr_tail())
+                    raise WorkerDied(self.last_words())
                 if "done" in frame:
                     if failure is not None:  # the job has wound down: now the caller's error
                         raise failure
@@ -229,7 +243,25 @@ class _Process:
                     stopping = True
                     _write(self.proc.stdin, ("stop",))
         except (BrokenPipeError, OSError) as exc:
-            raise WorkerDied(self.stderr_tail()) from exc
+            raise WorkerDied(self.last_words()) from exc
+
+    def last_words(self) -> str:
+        """How the process ended (a signal such as SIGSEGV says it crashed) and its stderr."""
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                how = f"it crashed ({signal.Signals(-code).name})"
+            except ValueError:
+                how = f"it was killed by signal {-code}"
+        else:
+            how = f"it exited with code {code}"
+        tail = self.stderr_tail().strip()
+        return how + (f"; its last output:\n{tail}" if tail else "; it printed nothing")
 
     def stderr_tail(self, limit: int = 1500) -> str:
         self.log.seek(0)

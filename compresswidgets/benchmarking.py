@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compresswidgets._data import MetricSpec
 from compresswidgets._keras import describe
 from compresswidgets.tflite import ConversionError
 from compresswidgets.variant import Variant, safe_filename
@@ -91,6 +92,8 @@ class BenchmarkReport:
 
     rows: list[BenchmarkRow] = field(default_factory=list)
     stopped: bool = False
+    #: how the ``accuracy`` column was measured (the Workbench's metric); None: accuracy
+    metric: MetricSpec | None = None
 
     def to_records(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.rows]
@@ -117,7 +120,11 @@ class BenchmarkReport:
         return text
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps({"rows": self.to_records(), "stopped": self.stopped}, indent=2)
+        metric = self.metric
+        text = json.dumps({"rows": self.to_records(), "stopped": self.stopped,
+                           "metric": metric.name if metric else "accuracy",
+                           "greater_is_better": metric.greater_is_better if metric else True},
+                          indent=2)
         if path is not None:
             Path(path).write_text(text)
         return text
@@ -190,7 +197,7 @@ def benchmark(
     _check_count("batch", batch, "Pass e.g. batch=1.")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a whole number >= 0, but got {warmup!r}.")
-    report = BenchmarkReport()
+    report = BenchmarkReport(metric=next((v.metric for v in chosen if v.metric), None))
     total = len(chosen) * len(thread_counts)
     index = 0
     with tempfile.TemporaryDirectory(prefix="cw-bench-") as folder:

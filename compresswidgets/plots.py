@@ -185,13 +185,18 @@ def plot_sizes(report: Any, ax: Any) -> Any:
     return ax
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: lower x (cost) and higher y (accuracy).
+def pareto_front(points: list[tuple[float, float]], greater_is_better: bool = True) -> list[int]:
+    """Indices of the points no other point beats: lower x (cost) and better y (higher, or
+    lower with ``greater_is_better=False``, e.g. an error).
 
     Example:
         >>> pareto_front([(1, 0.9), (2, 0.95), (3, 0.94), (1.5, 0.8)])
         [0, 1]
+        >>> pareto_front([(1, 0.9), (2, 0.95), (3, 0.94), (1.5, 0.8)], greater_is_better=False)
+        [0, 3]
     """
+    if not greater_is_better:
+        return pareto_front([(x, -y) for x, y in points])
     front = []
     for i, (x, y) in enumerate(points):
         dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y)
@@ -203,15 +208,18 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def plot_tradeoff(report: Any, ax: Any, *, cost: str = "gzipped_bytes",
                   threads: int | None = None) -> Any:
-    """Accuracy against a cost (``gzipped_bytes``, ``size_bytes``, ``median_ms``,
-    ``memory_mb``), with the Pareto front marked."""
+    """The metric (accuracy, or the Workbench's own) against a cost (``gzipped_bytes``,
+    ``size_bytes``, ``median_ms``, ``memory_mb``), with the Pareto front marked."""
+    metric = getattr(report, "metric", None)
+    name = metric.name if metric else "accuracy"
+    better = metric.greater_is_better if metric else True
     rows = [r for r in _measured(report, threads) if r.accuracy is not None
             and getattr(r, cost) is not None]
     if not rows:
-        return _empty(ax, "no variant with accuracy and cost")
+        return _empty(ax, f"no variant with {name} and cost")
     scale = 1024 if cost.endswith("_bytes") else 1  # bytes are shown in KiB
     points = [(float(getattr(r, cost)) / scale, float(r.accuracy)) for r in rows]
-    front = pareto_front(points)
+    front = pareto_front(points, better)
     xs, ys = zip(*points, strict=True)
     ax.scatter(xs, ys, color="0.55", zorder=2, label="variant")
     best = sorted(points[i] for i in front)
@@ -229,8 +237,10 @@ def plot_tradeoff(report: Any, ax: Any, *, cost: str = "gzipped_bytes",
     labels = {"gzipped_bytes": "gzipped size (KiB)", "size_bytes": ".tflite size (KiB)",
               "median_ms": "median latency (ms)", "memory_mb": "memory footprint (MB)"}
     ax.set_xlabel(labels.get(cost, cost))
-    ax.set_ylabel("accuracy")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.set_ylabel(mpl_text(f"{name} ({'higher' if better else 'lower'} is better)", 40))
+    if metric is None or metric.fraction:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
     ax.legend(fontsize=8, loc="best")
-    ax.set_title("Accuracy against " + labels.get(cost, cost).split(" (")[0], fontsize=10)
+    ax.set_title(mpl_text(name[:1].upper() + name[1:], 30) + " against "
+                 + labels.get(cost, cost).split(" (")[0], fontsize=10)
     return ax

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from compresswidgets import _keras, _worker
 from compresswidgets._data import Metric, default_metric
 
 __all__ = ["MODES", "ConversionError", "convert", "dequantized_kernels", "evaluate",
-           "quantization_error", "sizes"]
+           "fixed_batch", "quantization_error", "sizes"]
 
 #: Converter settings by name; "float32" is the plain conversion used to size Keras variants.
 MODES = ("float32", "dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
@@ -33,7 +34,45 @@ CALIBRATED = ("int8", "int8-only", "int16x8")
 
 
 class ConversionError(RuntimeError):
-    """The TFLite converter refused a model; the message is the converter's own."""
+    """The TFLite converter refused a model.
+
+    ``str(error)`` is one readable sentence (the op, the reason, the fix); ``error.details``
+    is the converter's full output, for a bug report or a closer look.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details or message
+
+
+#: Converter failures that a fixed input shape (batch 1) avoids: recurrent layers' tensor
+#: lists need a static element shape (Keras LSTM/GRU in TF 2.21).
+_SHAPE_FAILURE = re.compile(r"TensorList\w*' op requires element_shape to be static|"
+                            r"requires element_shape to be static")
+_ERROR_LINE = re.compile(r"(?:^|\n)[^\n]*?error: ([^\n]+)")
+
+
+def summarise(mode: str, text: str) -> ConversionError:
+    """The converter's multi-line dump as one sentence (op, reason, fix) + the full text."""
+    found = _ERROR_LINE.search(text)
+    reason = (found.group(1) if found else text.strip().splitlines()[-1] if text.strip()
+              else "no message").strip().rstrip(".")
+    op = re.search(r"'((?:tf|tfl)\.\w+)' op", reason)
+    if op:
+        reason = reason.replace(f"'{op.group(1)}' op ", "")
+        what = f"op {op.group(1)} {reason}"
+    else:
+        what = reason[:300]
+    if _SHAPE_FAILURE.search(text):
+        fix = ("Recurrent layers need a fixed input shape: convert with a fixed batch "
+               "(compresswidgets does this by itself for Keras models; pass a model with a "
+               "fixed input shape if you convert yourself).")
+    elif "Select TensorFlow op" in text or "TFLITE_BUILTINS" in text or "not supported" in text:
+        fix = ("The op has no TFLite builtin kernel: replace the layer that makes it, or keep "
+               "that part of the model outside TFLite.")
+    else:
+        fix = "The converter's full output is in the error's .details."
+    return ConversionError(f"The TFLite converter failed ({mode}): {what}. {fix}", text)
 
 
 def shutdown() -> None:
@@ -46,9 +85,12 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
 
     Conversion runs in a separate, recycled process. Models of built-in tf_keras layers are
     sent as JSON and weights and rebuilt there; others are exported as a SavedModel here.
+    A model that does not convert with a dynamic batch (Keras LSTM/GRU in TF 2.21) is
+    converted again with a fixed batch of 1, as TFLite's guide for Keras RNNs does;
+    :func:`fixed_batch` tells which one you got.
 
     Raises:
-        ConversionError: with the converter's message when it fails.
+        ConversionError: one readable sentence; ``.details`` has the converter's output.
     """
     if mode not in MODES:
         raise ValueError(f"Unknown conversion mode {mode!r}. Expected one of {', '.join(MODES)}.")
@@ -58,6 +100,7 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
             "none were given. Pass representative=x_train[:100] (a Workbench does this from "
             "its training split)."
         )
+    _refuse_known_crash(model, mode)
     folder = tempfile.mkdtemp(prefix="cw-convert-")
     try:
         rep_path = None
@@ -67,16 +110,84 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
         result = None
         if _portable(model):  # rebuilt and converted in the worker: nothing traced here
             _worker.write_model(model, folder)
-            result = _run(("keras", folder, mode, rep_path))
+            key = _architecture(folder)
+            result = _run(("keras", folder, mode, rep_path, key in _NEEDS_FIXED_BATCH))
+            if result.get("fixed"):  # variants of this architecture go straight to batch 1
+                _NEEDS_FIXED_BATCH.add(key)
         if result is None or "rebuild" in result:
             saved = os.path.join(folder, "saved_model")
             _export(model, saved)
             result = _run(("saved_model", saved, mode, rep_path))
+            if "error" in result and _retry_fixed(model, result["error"]):
+                shutil.rmtree(saved, ignore_errors=True)
+                _export(model, saved, batch=1)
+                result = _run(("saved_model", saved, mode, rep_path))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if "error" in result:
-        raise ConversionError(f"The TFLite converter failed ({mode}): {result['error']}")
+        raise summarise(mode, result["error"])
     return result["tflite"]
+
+
+#: Layers whose loop the converter's calibration crashes on (SIGSEGV, TF 2.21): GRU and
+#: SimpleRNN are not fused into a TFLite op as LSTM is, and full-integer calibration of
+#: their WHILE loop kills the process (in a notebook on Binder: the kernel).
+_CALIBRATION_CRASHES = ("GRU", "SimpleRNN")
+
+
+def _refuse_known_crash(model: Any, mode: str) -> None:
+    if mode not in CALIBRATED:
+        return
+    found = []
+    for layer in getattr(model, "layers", []):
+        inner = getattr(layer, "forward_layer", None) or layer
+        if type(inner).__name__ in _CALIBRATION_CRASHES:
+            found.append(f"{layer.name!r} ({type(layer).__name__})")
+    if found:
+        raise ConversionError(
+            f"The TFLite converter cannot quantize {', '.join(found)} in mode {mode!r}: in TF "
+            "2.21 its full-integer calibration crashes on GRU and SimpleRNN loops (LSTM is "
+            "fine: it becomes a fused TFLite op). Use mode='dynamic' (int8 weights, float "
+            "activations) or 'float16', or replace the GRU with an LSTM for full integer.")
+
+
+#: Architectures (hashes of their JSON) that only convert with a fixed batch.
+_NEEDS_FIXED_BATCH: set[str] = set()
+
+
+def _architecture(folder: str) -> str:
+    import hashlib
+
+    with open(os.path.join(folder, "model.json"), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _retry_fixed(model: Any, error: str) -> bool:
+    """Whether a failed dynamic-batch conversion is worth a second try with batch 1."""
+    shape = getattr(model, "input_shape", None)
+    return (bool(_SHAPE_FAILURE.search(error)) and isinstance(shape, tuple) and bool(shape)
+            and shape[0] is None)
+
+
+def fixed_input_spec(model: Any, batch: int) -> list[Any]:
+    """The model's input as a ``tf.TensorSpec`` with a fixed batch (single-input models)."""
+    tf = _keras.tf()
+    shape = tuple(model.input_shape)
+    dtype = getattr(model.inputs[0], "dtype", "float32") if getattr(model, "inputs", None) \
+        else "float32"
+    return [tf.TensorSpec([batch, *shape[1:]], tf.as_dtype(dtype), name="input")]
+
+
+def fixed_batch(tflite: bytes) -> int | None:
+    """The batch a .tflite was converted for, or None when its batch is dynamic.
+
+    Example:
+        >>> fixed_batch(blob)        # doctest: +SKIP  (an LSTM converted with batch 1)
+        1
+    """
+    detail = interpreter(tflite).get_input_details()[0]
+    signature = detail.get("shape_signature", detail["shape"])
+    return None if len(signature) == 0 or signature[0] == -1 else int(signature[0])
 
 
 def configure(converter: Any, tf: Any, mode: str, representative_path: str | None) -> None:
@@ -114,14 +225,21 @@ def _portable(model: Any) -> bool:
     return all(type(layer).__module__.startswith("tf_keras.") for layer in model.layers)
 
 
-def _export(model: Any, path: str) -> None:
+def _export(model: Any, path: str, batch: int | None = None) -> None:
+    """A SavedModel for the converter; with ``batch``, its signature has that fixed batch."""
     tf = _keras.tf()
     with _keras._quiet_native_logs():
         try:
+            spec = fixed_input_spec(model, batch) if batch else None
             if _keras.keras_flavour(model) == "keras3":
                 # tf.saved_model.save on a Keras 3 model leaves its weights out of the
                 # graph (the .tflite then predicts noise); Keras 3's own export keeps them
-                model.export(path, format="tf_saved_model", verbose=False)
+                model.export(path, format="tf_saved_model", verbose=False,
+                             input_signature=spec)
+            elif spec is not None:
+                function = tf.function(lambda x: model(x, training=False))
+                tf.saved_model.save(model, path,
+                                    signatures=function.get_concrete_function(*spec))
             else:
                 tf.saved_model.save(model, path)
         except Exception as exc:
@@ -133,10 +251,14 @@ def _run(request: tuple) -> dict[str, Any]:
     try:
         return _worker.call(("convert", *request))
     except _worker.WorkerDied as exc:
+        crashed = "crashed" in str(exc)
         raise ConversionError(
-            f"The converter process died while converting ({request[2]}), twice. It may have "
-            f"run out of memory; close other notebooks or try a smaller model. Its last "
-            f"words:\n{exc}") from None
+            f"The TFLite converter process died while converting ({request[2]}), twice: "
+            + ("the converter itself crashed on this model in this mode (a TensorFlow bug; "
+               "known for GRU layers in the calibrated modes int8, int8-only and int16x8). "
+               "Try another mode, e.g. 'dynamic' or 'float16'."
+               if crashed else "it may have run out of memory; close other notebooks or try "
+               "a smaller model."), details=str(exc)) from None
 
 
 def sizes(tflite: bytes) -> tuple[int, int]:
@@ -165,17 +287,26 @@ def predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray:
 def _predict(tflite: bytes, x: np.ndarray, batch: int) -> np.ndarray:
     it = interpreter(tflite, num_threads=min(2, os.cpu_count() or 1))
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    signature = inp.get("shape_signature", inp["shape"])
+    fixed = int(signature[0]) if len(signature) and signature[0] != -1 else None
+    if fixed is not None:  # e.g. a fused LSTM: its state tensors cannot be resized
+        batch = fixed
+        it.allocate_tensors()
     outputs = []
     for start in range(0, len(x), batch):
         chunk = np.asarray(x[start : start + batch])
-        try:
+        rows = len(chunk)
+        if fixed is None:
             it.resize_tensor_input(inp["index"], list(chunk.shape), strict=False)
             it.allocate_tensors()
-        except (RuntimeError, ValueError):  # a fixed batch: go one sample at a time
-            return np.concatenate([_predict(tflite, x[i : i + 1], 1) for i in range(len(x))])
+        else:
+            # a fused LSTM keeps its state in variables between invocations: start afresh
+            it.reset_all_variables()
+            if rows < fixed:  # the last chunk of a fixed batch: pad, then drop the padding
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - rows, axis=0)])
         it.set_tensor(inp["index"], _quantize(chunk, inp))
         it.invoke()
-        outputs.append(_dequantize(it.get_tensor(out["index"]), out))
+        outputs.append(_dequantize(it.get_tensor(out["index"]), out)[:rows])
     return np.concatenate(outputs)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from compresswidgets import tflite as tfl
-from compresswidgets._data import Data, Metric
+from compresswidgets._data import Data, MetricSpec
 from compresswidgets.inspection import inspect_weights
 from compresswidgets.techniques._common import kernel_of
 
@@ -27,8 +27,7 @@ class Context:
     """What a Workbench shares with its variants."""
 
     data: Data
-    metric: Metric
-    metric_name: str
+    metric: MetricSpec
     preamble: str
 
 
@@ -84,7 +83,7 @@ class Variant:
         self._notes = tuple(notes)
         self._code_step = code_step
         self._metrics: dict[str, Any] = dict(metrics or {})
-        self._conversion_error: str | None = None
+        self._conversion_error: tfl.ConversionError | None = None
         self._saved_code: str | None = None
         self._saved_lineage: list[dict[str, Any]] = []
 
@@ -122,8 +121,23 @@ class Variant:
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """Warnings about the result, e.g. a layer that fell short of the target sparsity."""
+        """Warnings about the result, e.g. a layer that fell short of the target sparsity,
+        or (once converted) a .tflite converted for a fixed batch."""
+        if self._tflite is not None and self.tflite_batch is not None:
+            return (*self._notes, f"The .tflite was converted for a fixed batch of "
+                    f"{self.tflite_batch} (the model does not convert with a dynamic batch, "
+                    "as Keras LSTM/GRU layers in TF 2.21); it is evaluated sample by sample.")
         return self._notes
+
+    @property
+    def tflite_batch(self) -> int | None:
+        """The batch the .tflite was converted for; None when its batch is dynamic."""
+        return self._cached("tflite_batch", lambda: tfl.fixed_batch(self.tflite))
+
+    @property
+    def metric(self) -> MetricSpec | None:
+        """How ``accuracy`` is measured (the Workbench's metric); None for a loaded variant."""
+        return self._context.metric if self._context else None
 
     @property
     def is_quantized(self) -> bool:
@@ -138,13 +152,13 @@ class Variant:
         """The .tflite flatbuffer (converted on first use and cached)."""
         if self._tflite is None:
             if self._conversion_error is not None:
-                raise tfl.ConversionError(self._conversion_error)
+                raise self._conversion_error
             if self._keras_model is None:
                 raise tfl.ConversionError(f"Variant {self._name!r} has no model to convert.")
             try:
                 self._tflite = tfl.convert(self._keras_model, self._mode)
             except tfl.ConversionError as exc:
-                self._conversion_error = str(exc)
+                self._conversion_error = exc
                 raise
         return self._tflite
 
@@ -223,13 +237,23 @@ class Variant:
             report = inspect_weights(model, bins=None)
             # a QAT model wraps each layer (quant_dense around dense): name the layer inside
             inner = {w.name: w.layer for w in _walk(model) if getattr(w, "layer", None)}
-            rows = []
+            # a recurrent layer holds its kernels in a cell (lstm/lstm_cell): name the layer
+            recurrent = {layer.name: layer for layer in model.layers
+                         if getattr(layer, "cell", None) is not None
+                         or getattr(layer, "forward_layer", None) is not None}
+            rows, seen = [], set()
             for t in report.tensors:
                 if t.weight not in ("kernel", "depthwise_kernel"):
                     continue
                 name, cls = t.layer.split("/")[-1], t.layer_class
+                top = t.layer.split("/")[0]
                 if name in inner:
                     name, cls = inner[name].name, type(inner[name]).__name__
+                elif top in recurrent:
+                    name, cls = top, type(recurrent[top]).__name__
+                if name in seen:  # the backward kernel of a Bidirectional: one row a layer
+                    continue
+                seen.add(name)
                 rows.append({"layer": name, "path": t.layer, "class": cls, "params": t.params,
                              "sparsity": t.sparsity, "distinct": t.distinct})
             if self.is_quantized:
@@ -283,6 +307,7 @@ class Variant:
             "tflite_accuracy": self.tflite_accuracy, "size_bytes": self.size_bytes,
             "gzipped_bytes": self.gzipped_bytes, "params": self.params,
             "sparsity": self.sparsity, "layers": self.layers,
+            "tflite_batch": self.tflite_batch,
         }
         if self.is_quantized:
             out["quantization_error"] = [e.as_dict() for e in self.quantization_error]

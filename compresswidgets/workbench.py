@@ -30,7 +30,14 @@ import numpy as np
 
 from compresswidgets import _keras, _worker
 from compresswidgets import tflite as tfl
-from compresswidgets._data import Metric, as_data, check_against_model, default_metric
+from compresswidgets._data import (
+    Metric,
+    MetricSpec,
+    as_data,
+    check_against_model,
+    check_single_io,
+    metric_spec,
+)
 from compresswidgets._keras import describe
 from compresswidgets._training import (
     CompileSettings,
@@ -74,7 +81,12 @@ def _releasing(method: Any) -> Any:
 
 
 class Comparison(list):
-    """Rows of :meth:`Workbench.compare` (a list of dicts); ``to_dataframe()`` with pandas."""
+    """Rows of :meth:`Workbench.compare` (a list of dicts); ``to_dataframe()`` with pandas.
+
+    ``accuracy`` is the Workbench's metric (``metric_name`` says which).
+    """
+
+    metric: MetricSpec | None = None
 
     def to_dataframe(self) -> Any:
         try:
@@ -85,7 +97,8 @@ class Comparison(list):
         return pd.DataFrame.from_records(self)
 
     def __str__(self) -> str:
-        head = (f"{'variant':<34} {'accuracy':>8} {'Δ':>7} {'size':>10} {'gzipped':>10} "
+        name = self.metric.name if self.metric else "accuracy"
+        head = (f"{'variant':<34} {name[:8]:>8} {'Δ':>7} {'size':>10} {'gzipped':>10} "
                 f"{'x smaller':>9} {'sparsity':>8}")
         lines = [head, "-" * len(head)]
         for r in self:
@@ -100,16 +113,21 @@ class Workbench:
     """Compress a live Keras model into variants, each evaluated and sized.
 
     Args:
-        model: a built Keras model (tf_keras for pruning, clustering and QAT; any for
-            post-training quantization). Only a private clone is ever used.
+        model: a built Keras model with one input and one output (tf_keras for pruning,
+            clustering and QAT; any for post-training quantization). Only a private clone
+            is ever used.
         data: ``(x_train, y_train, x_test, y_test)`` arrays, or the demo's data.
-        metric: ``metric(y_true, y_pred) -> float`` where the task is not classification;
-            default: accuracy.
+        metric: ``metric(y_true, y_pred) -> float`` (e.g. IoU, or MAE with
+            ``greater_is_better=False``). Default: accuracy for class labels and masks, mean
+            absolute error (lower is better) for continuous targets.
+        metric_name: how tables and plots call the metric (default: the function's name).
+        greater_is_better: the metric's direction (default True for a metric you pass).
         batch_size: for fine-tuning.
     """
 
     def __init__(self, model: Any, data: Any, *, metric: Metric | None = None,
-                 metric_name: str | None = None, batch_size: int = 32) -> None:
+                 metric_name: str | None = None, greater_is_better: bool | None = None,
+                 batch_size: int = 32) -> None:
         from compresswidgets.demo import DemoData, is_demo_architecture
 
         flavour = _keras.keras_flavour(model)
@@ -121,18 +139,15 @@ class Workbench:
             raise ValueError(
                 f"Model {model.name!r} has not been built, so it has no weights. Call "
                 "`model.build(input_shape)` or call it on a batch of data first.")
-        if metric is not None and not callable(metric):
-            raise TypeError(f"metric must be a callable metric(y_true, y_pred) -> float, but "
-                            f"got {describe(metric)}.")
+        check_single_io(model)
         check_number("batch_size", batch_size, 1, 1_000_000, integer=True)
         self.data = as_data(data)
         check_against_model(self.data, model)
         self._reference = model  # read for its compile settings only
         self.batch_size = int(batch_size)
         self._context = Context(
-            data=self.data, metric=metric or default_metric,
-            metric_name=metric_name or (getattr(metric, "__name__", "metric") if metric
-                                        else "accuracy"),
+            data=self.data, metric=metric_spec(metric, metric_name, greater_is_better,
+                                               self.data),
             preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model)))
         self.original = Variant("original", {"technique": "original", "model": model.name},
                                 keras_model=clone_with_weights(model), context=self._context,
@@ -141,6 +156,11 @@ class Workbench:
         self._scratch: str | None = None
 
     # ------------------------------------------------------------------ variants
+    @property
+    def metric(self) -> MetricSpec:
+        """How variants are judged: ``metric.name``, ``metric.greater_is_better``, ..."""
+        return self._context.metric
+
     @property
     def variants(self) -> tuple[Variant, ...]:
         """All variants in creation order, the original first."""
@@ -213,10 +233,7 @@ class Workbench:
     def _offloadable(model: Any, settings: CompileSettings) -> bool:
         if _worker.in_process():  # fine-tuned right here, without the worker's round trip
             return False
-        k = _keras.keras()
-        stock = getattr(k.optimizers, settings.optimizer_class.__name__, None)
-        return (tfl._portable(model) and stock is settings.optimizer_class
-                and isinstance(settings.loss, str | dict))
+        return tfl._portable(model) and settings.portable
 
     def _train_file(self) -> str:
         """The training split as one .npz the worker reads; written once per Workbench."""
@@ -238,10 +255,7 @@ class Workbench:
             payload = {
                 "technique": technique, "model_dir": model_dir, "out_dir": out_dir,
                 "data": self._train_file(), "params": params,
-                "settings": {"optimizer_class": settings.optimizer_class.__name__,
-                             "optimizer_config": settings.optimizer_config,
-                             "loss": settings.loss, "loss_code": settings.loss_code,
-                             "metrics": list(settings.metrics)},
+                "settings": settings.wire(),
             }
 
             def on_progress(message: dict) -> bool:
@@ -298,7 +312,7 @@ class Workbench:
         step = f"prune {params.target_sparsity:.0%}" + (" 2:4" if structure else "")
         return self._add(Variant(
             self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
-            keras_model=result, context=self._context, notes=tuple(notes),
+            keras_model=result, context=self._context, notes=(*params.notes, *notes),
             code_step=pruning.code(params, settings)))
 
     @_releasing
@@ -325,7 +339,7 @@ class Workbench:
         step = f"cluster {params.clusters}"
         return self._add(Variant(
             self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
-            keras_model=result, context=self._context, notes=tuple(notes),
+            keras_model=result, context=self._context, notes=(*params.notes, *notes),
             code_step=clustering.code(params, settings)))
 
     @_releasing
@@ -359,15 +373,14 @@ class Workbench:
             qat, notes, converted = self._apply("qat", model, params, settings, progress)
             variant = Variant(label, params.as_dict(), parent=base_variant, keras_model=qat,
                               tflite=converted.get("tflite"), mode="qat",
-                              context=self._context, notes=tuple(notes),
+                              context=self._context, notes=(*params.notes, *notes),
                               code_step=quantization.code(params, settings))
             try:
                 if "conversion_error" in converted:
-                    raise tfl.ConversionError(f"The TFLite converter failed (qat): "
-                                              f"{converted['conversion_error']}")
+                    raise tfl.summarise("qat", converted["conversion_error"])
                 variant.tflite  # noqa: B018 - convert now: the size and accuracy need it
             except tfl.ConversionError as exc:
-                variant._conversion_error = str(exc)
+                variant._conversion_error = exc
                 note = f"{exc} The QAT Keras model is kept."
                 variant._notes = (*variant._notes, note)
                 _warn(note)
@@ -388,14 +401,16 @@ class Workbench:
 
     # ------------------------------------------------------------------ comparing
     def compare(self, variants: list[Variant] | None = None) -> Comparison:
-        """One row per variant against the original: accuracy, sizes and their ratios."""
+        """One row per variant against the original: the metric (``accuracy``, whatever the
+        Workbench's metric is; ``metric_name`` says which), sizes and their ratios."""
         chosen = list(variants) if variants is not None else list(self._variants)
         ref = self.original
         rows = Comparison()
+        rows.metric = self.metric
         for v in chosen:
             rows.append({
                 "name": v.name, "technique": v.technique,
-                "parent": v.parent.name if v.parent else None,
+                "parent": v.parent.name if v.parent else None, "metric_name": self.metric.name,
                 "accuracy": v.accuracy, "accuracy_delta": v.accuracy - ref.accuracy,
                 "size_bytes": v.size_bytes, "gzipped_bytes": v.gzipped_bytes,
                 "size_ratio": ref.size_bytes / v.size_bytes,

@@ -142,6 +142,7 @@ def test_layer_names_are_escaped(keras, demo):
     flat = [np.asarray(a).reshape(len(a), -1) if np.ndim(a) > 1 else a for a in data]
     model = keras.Sequential([keras.layers.Input((64,)),
                               keras.layers.Dense(8, activation="relu", name="x>tiny"),
+                              keras.layers.Dense(256, activation="relu", name="big"),
                               keras.layers.Dense(10, activation="softmax", name="out")])
     wb = cw.Workbench(model, tuple(flat))
     for panel_class in (cw.PruningPanel, cw.ClusteringPanel):

@@ -28,13 +28,13 @@ def wb(demo):
 
 @pytest.fixture(scope="module")
 def pruned(wb):
-    return wb.prune(target_sparsity=0.8, schedule="polynomial", epochs=2)
+    return wb.prune(target_sparsity=0.8, schedule="polynomial", epochs=2, layers=KERNELS)
 
 
 @pytest.fixture(scope="module")
 def pruned_clustered(wb, pruned):
     return wb.cluster(clusters=16, init="kmeans++", preserve_sparsity=True, epochs=1,
-                      base=pruned)
+                      layers=KERNELS, base=pruned)
 
 
 def test_original_is_an_untouched_clone(wb, demo):
@@ -60,6 +60,16 @@ def test_polynomial_pruning_reaches_the_target_in_every_layer(wb, pruned):
     # sparsity is what gzip can squeeze
     assert pruned.gzipped_bytes < 0.45 * wb.original.gzipped_bytes
     assert pruned.accuracy > 0.5
+
+
+def test_the_default_selection_leaves_small_layers_out_and_says_so(wb):
+    v = wb.prune(target_sparsity=0.8, epochs=0)
+    assert v.recipe["layers"] == ["conv2d_1", "conv2d_2", "dense"]
+    assert float(np.mean(kernel(v.keras_model, "conv2d") == 0)) == 0.0
+    assert any("Left out by default (under 1,024 weights): conv2d (640), dense_1 (330)" in n
+               for n in v.notes), v.notes
+    c = wb.cluster(clusters=8, epochs=0)
+    assert c.recipe["layers"] == v.recipe["layers"]
 
 
 def test_constant_schedule_and_layer_selection(wb):
@@ -88,7 +98,7 @@ def test_two_four_structure(wb):
 
 
 def test_clustering_gives_at_most_n_distinct_values(wb):
-    v = wb.cluster(clusters=8, init="linear", epochs=1)
+    v = wb.cluster(clusters=8, init="linear", epochs=1, layers=KERNELS)
     for name in KERNELS:
         assert len(np.unique(kernel(v.keras_model, name))) <= 8
     assert [type(layer).__name__ for layer in v.keras_model.layers][0] == "Conv2D"

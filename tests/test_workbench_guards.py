@@ -22,7 +22,7 @@ def test_every_technique_and_mode_leaves_the_live_model_alone(demo):
     p = wb.prune(0.5, epochs=1)
     wb.prune(0.5, epochs=0, schedule="constant")
     wb.prune(0.5, structure="2:4", epochs=1)
-    c = wb.cluster(8, epochs=1)
+    c = wb.cluster(8, epochs=1, layers=lambda layer: True)  # every clusterable layer
     wb.cluster(8, preserve_sparsity=True, epochs=0, base=p)
     for mode in ("dynamic", "float16", "int8", "int8-only", "int16x8"):
         wb.quantize(mode)
@@ -180,11 +180,16 @@ def test_qat_on_an_unsupported_layer_names_it_and_the_alternative(keras, demo):
     x = keras.layers.LayerNormalization(name="norm")(x)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(x))
     wb = cw.Workbench(model, demo[1])
-    refused(wb, lambda: wb.quantize("qat"), ValueError,
-            r"QAT cannot quantize layer\(s\) 'norm' \(LayerNormalization\).*"
-            r"layers=\['hidden', 'out'\]")
+    # named explicitly: refused, with the alternative
+    refused(wb, lambda: wb.quantize("qat", layers=["hidden", "norm"]), ValueError,
+            r"QAT cannot quantize 'norm' \(LayerNormalization\).*Leave them out.*mode='int8'")
     q = wb.quantize("qat", layers=["hidden", "out"], epochs=1)
     assert q.recipe["layers"] == ["hidden", "out"]
+    # by default (as the panel ticks it): the rest is quantized, and the note says what not
+    d = wb.quantize("qat", epochs=1)
+    assert d.recipe["layers"][-2:] == ["hidden", "out"] and "norm" not in d.recipe["layers"]
+    assert any("left float: 'norm' (LayerNormalization)" in n and "mode='int8'" in n
+               for n in d.notes), d.notes
 
 
 def test_subclassed_models_get_ptq_only(keras, demo):
@@ -287,7 +292,7 @@ def test_models_the_worker_cannot_rebuild_are_tuned_in_the_kernel(keras, demo, m
     wb = cw.Workbench(model, demo[1])
     assert not wb._offloadable(model, cw._training.compile_settings(model, wb.data, None, 1e-3))
     reports = []
-    p = wb.prune(0.5, epochs=1, progress=reports.append)
+    p = wb.prune(0.5, epochs=1, progress=reports.append, layers=["hidden", "out"])
     assert [r["layer"] for r in p.layers] == ["hidden", "out"]
     assert min(r["sparsity"] for r in p.layers) >= 0.49
     assert len(reports) == 43 and not calls  # all in this process
@@ -325,3 +330,14 @@ def test_generated_code_starts_from_the_demo_only_for_the_demo_model(keras, demo
                               keras.layers.Dense(10, activation="softmax")])
     code = cw.Workbench(other, data).original.code  # the demo's data, another model
     assert "cw.demo_model()" not in code and "# model = keras.models.load_model(...)" in code
+
+
+def test_multi_input_models_are_refused_with_the_way_out(keras, demo):
+    image, extra = keras.Input((8, 8, 1), name="image"), keras.Input((3,), name="extra")
+    x = keras.layers.Concatenate()([keras.layers.Flatten()(image), extra])
+    model = keras.Model([image, extra], keras.layers.Dense(10, activation="softmax")(x))
+    weights = weights_bytes(model)
+    with pytest.raises(ValueError, match=r"has 2 inputs \('image', 'extra'\).*one input and "
+                                         r"one output.*concatenate the inputs"):
+        cw.Workbench(model, demo[1])
+    assert weights_bytes(model) == weights

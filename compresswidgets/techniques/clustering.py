@@ -37,19 +37,32 @@ class ClusteringParams:
     layers: tuple[str, ...]
     epochs: int
     batch_size: int
+    #: what was left out of the default selection, and why (not part of the recipe)
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"technique": "cluster", **self.__dict__, "layers": list(self.layers)}
+        recipe = {"technique": "cluster", **self.__dict__, "layers": list(self.layers)}
+        recipe.pop("notes")
+        return recipe
 
 
 def supports(layer: Any) -> bool:
+    """Whether tfmot clusters some weight of this layer (registry entries without weights,
+    such as DepthwiseConv2D or BatchNormalization, do not count)."""
     from tensorflow_model_optimization.python.core.clustering.keras import (
         clusterable_layer,
         clustering_registry,
     )
 
-    return isinstance(layer, clusterable_layer.ClusterableLayer) or (
-        clustering_registry.ClusteringRegistry.supports(layer))
+    registry = clustering_registry.ClusteringRegistry
+    if isinstance(layer, clusterable_layer.ClusterableLayer):
+        return True
+    if not registry.supports(layer):
+        return False
+    if (layer.__class__ in registry._SUPPORTED_RNN_LAYERS
+            or layer.__class__ in registry._SUPPORTED_MHA_LAYERS):
+        return True
+    return layer.__class__ in registry._LAYERS_WEIGHTS_MAP and bool(registry._weight_names(layer))
 
 
 def validate(model: Any, data: Data, *, clusters: Any, init: Any, preserve_sparsity: Any,
@@ -60,16 +73,31 @@ def validate(model: Any, data: Data, *, clusters: Any, init: Any, preserve_spars
     check_choice("init", init, INITS)
     check_number("epochs", epochs, 0, 1000, integer=True,
                  hint="Use epochs=0 to cluster without fine-tuning.")
-    names = select_layers(model, layers, supports, "Clustering")
-    for name in names:
-        kernel = kernel_of(model.get_layer(name))
-        size = int(np.prod(kernel.shape)) if kernel is not None else 0
-        if size < clusters:
+    selection = select_layers(model, layers, supports, "Clustering", "clusterable")
+    names, notes = list(selection.names), list(selection.notes)
+    too_small = {name: _size(model.get_layer(name)) for name in names
+                 if _size(model.get_layer(name)) < clusters}
+    if too_small and layers is not None:
+        name, size = next(iter(too_small.items()))
+        raise ValueError(
+            f"clusters={clusters} is more than the {size} weights of layer {name!r}. "
+            f"Pass clusters <= {size}, or leave {name!r} out with layers=[...].")
+    if too_small:
+        names = [n for n in names if n not in too_small]
+        if not names:
             raise ValueError(
-                f"clusters={clusters} is more than the {size} weights of layer {name!r}. "
-                f"Pass clusters <= {size}, or leave {name!r} out with layers=[...].")
+                f"clusters={clusters} is more than the weights of every clusterable layer ("
+                + ", ".join(f"{n}: {size}" for n, size in too_small.items())
+                + f"). Pass clusters <= {max(too_small.values())}.")
+        notes.append(f"Left out: {', '.join(too_small)} (fewer weights than {clusters} "
+                     "clusters).")
     return ClusteringParams(int(clusters), init, bool(preserve_sparsity), tuple(names),
-                            int(epochs), int(batch_size))
+                            int(epochs), int(batch_size), tuple(notes))
+
+
+def _size(layer: Any) -> int:
+    kernel = kernel_of(layer)
+    return int(np.prod(kernel.shape)) if kernel is not None else 0
 
 
 def apply(model: Any, data: Data, p: ClusteringParams, settings: CompileSettings,
@@ -154,7 +182,7 @@ def code(p: ClusteringParams, settings: CompileSettings) -> str:
     if p.epochs > 0:
         lines += [
             f"clustered.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
-            f"                  metrics={list(settings.metrics)!r})",
+            f"                  metrics={settings.metrics_source})",
             f"clustered.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0)",
         ]

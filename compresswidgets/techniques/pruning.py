@@ -40,19 +40,31 @@ class PruningParams:
     begin_step: int
     end_step: int
     frequency: int
+    #: what was left out of the default selection, and why (not part of the recipe)
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"technique": "prune", **self.__dict__, "layers": list(self.layers)}
+        recipe = {"technique": "prune", **self.__dict__, "layers": list(self.layers)}
+        recipe.pop("notes")
+        return recipe
 
 
 def supports(layer: Any) -> bool:
+    """Whether tfmot prunes some weight of this layer (a registry entry with no weights,
+    such as DepthwiseConv2D or BatchNormalization, does not count)."""
     from tensorflow_model_optimization.python.core.sparsity.keras import (
         prunable_layer,
         prune_registry,
     )
 
-    return isinstance(layer, prunable_layer.PrunableLayer) or prune_registry.PruneRegistry.supports(
-        layer)
+    registry = prune_registry.PruneRegistry
+    if isinstance(layer, prunable_layer.PrunableLayer):
+        return True
+    if not registry.supports(layer):
+        return False
+    if registry._is_rnn_layer(layer) or registry._is_mha_layer(layer):
+        return True
+    return bool(registry._weight_names(layer))
 
 
 def validate(model: Any, data: Data, *, target_sparsity: Any, schedule: Any, structure: Any,
@@ -70,7 +82,8 @@ def validate(model: Any, data: Data, *, target_sparsity: Any, schedule: Any, str
             " Pass target_sparsity=0.5 with it, or structure=None for other targets.")
     check_number("epochs", epochs, 0, 1000, integer=True,
                  hint="Use epochs=0 for one-shot pruning without fine-tuning.")
-    names = select_layers(model, layers, supports, "Pruning")
+    selection = select_layers(model, layers, supports, "Pruning", "prunable")
+    names = list(selection.names)
     if structure == "2:4":
         names = _fit_two_four(model, names, explicit=layers is not None)
     steps = steps_per_epoch(len(data.x_train), batch_size) * epochs
@@ -83,7 +96,7 @@ def validate(model: Any, data: Data, *, target_sparsity: Any, schedule: Any, str
         frequency = max(1, steps // 10)
         begin, end = 0, max(frequency, frequency * int(0.8 * steps // frequency))
     return PruningParams(float(target_sparsity), schedule, structure, tuple(names), int(epochs),
-                         int(batch_size), begin, end, frequency)
+                         int(batch_size), begin, end, frequency, selection.notes)
 
 
 def _fit_two_four(model: Any, names: list[str], explicit: bool) -> list[str]:
@@ -214,7 +227,7 @@ def code(p: PruningParams, settings: CompileSettings) -> str:
     else:
         lines += [
             f"pruned.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
-            f"               metrics={list(settings.metrics)!r})",
+            f"               metrics={settings.metrics_source})",
             f"pruned.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0,",
             "           callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])",

@@ -18,7 +18,7 @@ from compresswidgets.techniques._common import (
     LayerSelection,
     check_choice,
     check_number,
-    select_layers,
+    rebuild_scope,
 )
 from compresswidgets.tflite import CALIBRATED
 
@@ -42,10 +42,13 @@ class QuantizationParams:
     batch_size: int
     layers: tuple[str, ...] | None
     scheme: str
+    #: what was left float, and why (not part of the recipe)
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         d = {"technique": "quantize", **self.__dict__}
         d["layers"] = None if self.layers is None else list(self.layers)
+        d.pop("notes")
         return d
 
 
@@ -65,7 +68,39 @@ def _registry() -> Any:
 
 
 def qat_supports(layer: Any) -> bool:
+    """tfmot's registry on one layer. It says no to BatchNormalization, which quantize_model
+    folds into the conv before it: ask :func:`qat_rejected` about a whole model instead."""
     return _registry().supports(layer)
+
+
+RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
+             "ConvLSTM3D")
+
+
+def recurrent_layers(model: Any) -> list[Any]:
+    return [layer for layer in model.layers if type(layer).__name__ in RECURRENT]
+
+
+def qat_rejected(model: Any) -> list[str]:
+    """The layers ``quantize_model`` would refuse, decided the way it decides: after the
+    8-bit scheme's layout transforms (which fold BatchNormalization into a Conv2D or
+    DepthwiseConv2D before it), a layer is refused when the registry has no config for it."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_scheme,
+    )
+
+    from compresswidgets.techniques._common import clone_with_weights
+
+    scheme = default_8bit_quantize_scheme.Default8BitQuantizeScheme()
+    copy = clone_with_weights(model)
+    layer_map: dict[str, dict[str, Any]] = {layer.name: {} for layer in copy.layers}
+    with rebuild_scope(copy):
+        transformed, layer_map = scheme.get_layout_transformer().apply(copy, layer_map)
+    registry = scheme.get_quantize_registry()
+    return [layer.name for layer in transformed.layers
+            if type(layer).__name__ != "InputLayer" and layer.name in layer_map
+            and not layer_map[layer.name].get("quantize_config")
+            and not registry.supports(layer)]
 
 
 def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, epochs: Any,
@@ -79,27 +114,73 @@ def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, 
             f"{len(data.x_train)} samples. Pass representative_samples=100 (drawn from "
             "x_train), or use mode='dynamic', which needs no data.")
     names: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
     if mode == "qat":
         _keras.tfmot()
         check_number("epochs", epochs, 1, 1000, integer=True,
                      hint="Quantization-aware training needs at least one epoch.")
-        if layers is None:
-            unsupported = [layer for layer in model.layers
-                           if type(layer).__name__ != "InputLayer" and not qat_supports(layer)]
-            if unsupported:
-                ok = [layer.name for layer in model.layers if layer.weights
-                      and qat_supports(layer)]
-                raise ValueError(
-                    "QAT cannot quantize layer(s) "
-                    + ", ".join(f"{layer.name!r} ({type(layer).__name__})"
-                                for layer in unsupported)
-                    + ": tfmot's 8-bit scheme has no QuantizeConfig for them. Quantize only the "
-                    f"supported layers with layers={ok!r}, or use post-training quantization "
-                    "(mode='int8'), which handles every TFLite op.")
-        else:
-            names = tuple(select_layers(model, layers, qat_supports, "QAT"))
+        names, notes = qat_layers(model, layers)
     return QuantizationParams(mode, int(representative_samples), int(epochs), int(batch_size),
-                              names, scheme_for(lineage) if mode == "qat" else "default")
+                              names, scheme_for(lineage) if mode == "qat" else "default", notes)
+
+
+def qat_layers(model: Any, layers: LayerSelection) -> tuple[tuple[str, ...] | None,
+                                                             tuple[str, ...]]:
+    """The layers to annotate for QAT (None: the whole model) and notes on the others.
+
+    By default every layer ``quantize_model`` accepts; the ones it would refuse stay float
+    and a note names them (as the panel's checklist leaves them unticked).
+    """
+    rnn = recurrent_layers(model)
+    if rnn:
+        raise ValueError(
+            "Quantization-aware training does not support recurrent layers ("
+            + _named({layer.name: layer for layer in rnn}, [layer.name for layer in rnn])
+            + "): tfmot 0.8.1 has no 8-bit QAT scheme for them. Use post-training "
+            "quantization instead: quantize('dynamic'), 'float16' or 'int8' convert such "
+            "models (with a fixed batch where the LSTM needs it).")
+    rejected = qat_rejected(model)
+    by_name = {layer.name: layer for layer in model.layers}
+    if layers is None:
+        if not rejected:
+            return None, ()
+        kept = tuple(layer.name for layer in model.layers
+                     if type(layer).__name__ != "InputLayer" and layer.name not in rejected)
+        if not any(by_name[n].weights for n in kept):
+            raise ValueError(
+                "QAT cannot quantize any layer with weights in this model: tfmot's 8-bit "
+                "scheme has no QuantizeConfig for " + _named(by_name, rejected)
+                + ". Use post-training quantization (mode='int8'), which handles every "
+                "TFLite op.")
+        return kept, ("Not quantizable by tfmot's 8-bit QAT scheme, left float: "
+                      + _named(by_name, rejected) + ". The rest of the model is trained with "
+                      "fake quantization; for an all-int8 model use mode='int8'.",)
+    if callable(layers):
+        chosen = [layer.name for layer in model.layers
+                  if type(layer).__name__ != "InputLayer" and layer.name not in rejected
+                  and layers(layer)]
+    else:
+        chosen = [layers] if isinstance(layers, str) else list(layers)
+        unknown = [n for n in chosen if n not in by_name]
+        if unknown:
+            raise ValueError(
+                f"QAT: no layer named {', '.join(map(repr, unknown))} in model "
+                f"{model.name!r}. Expected names from: {', '.join(by_name)}.")
+    bad = [n for n in chosen if n in rejected]
+    if bad:
+        raise ValueError(
+            "QAT cannot quantize " + _named(by_name, bad) + ": tfmot's 8-bit scheme has no "
+            "QuantizeConfig for them. Leave them out of layers=[...] (they then stay float), "
+            "or use post-training quantization (mode='int8'), which handles every TFLite op.")
+    if not chosen:
+        raise ValueError(f"QAT: the layer selection {layers!r} matches no layer. Layers: "
+                         f"{', '.join(by_name)}.")
+    return tuple(chosen), ()
+
+
+def _named(by_name: dict[str, Any], names: list[str]) -> str:
+    return ", ".join(f"{n!r} ({type(by_name[n]).__name__})" if n in by_name else repr(n)
+                     for n in names)
 
 
 def representative(data: Data, samples: int) -> np.ndarray:
@@ -129,7 +210,7 @@ def build_qat(model: Any, p: QuantizationParams) -> Any:
             model, clone_function=lambda layer: q.quantize_annotate_layer(layer)
             if layer.name in chosen else layer)
     try:
-        with q.quantize_scope():
+        with rebuild_scope(model):
             return q.quantize_apply(annotated, _scheme(tfmot, p.scheme))
     except (RuntimeError, ValueError) as exc:
         raise ValueError(
@@ -171,7 +252,7 @@ def code(p: QuantizationParams, settings: CompileSettings | None) -> str:
             "with tfmot.quantization.keras.quantize_scope():",
             f"    model = tfmot.quantization.keras.quantize_apply(annotated, {SCHEMES[p.scheme]})",
             f"model.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
-            f"              metrics={list(settings.metrics)!r})",
+            f"              metrics={settings.metrics_source})",
             f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0)",
         ]

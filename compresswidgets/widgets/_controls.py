@@ -59,11 +59,16 @@ def _numeric(cell: Any) -> bool:
 
 
 def error_html(exc: BaseException) -> str:
-    """A readable error box: the exception's class and message, escaped."""
+    """A readable error box: the exception's class and message, escaped; where there is more
+    (a converter's full output), it is in a collapsed section below."""
+    details = getattr(exc, "details", "")
+    more = (f"<details class='cw-error-details'><summary>full output</summary>"
+            f"<pre style='font-size:10px;max-height:240px;overflow:auto'>{esc(details)}</pre>"
+            "</details>" if details and details != str(exc) else "")
     return (
         "<div class='cw-error' style='border:1px solid #d9534f;background:#fdf1f0;color:#7a1f1c;"
         "padding:6px 10px;border-radius:4px;white-space:pre-wrap'>"
-        f"<b>{esc(type(exc).__name__)}</b>: {esc(exc)}</div>"
+        f"<b>{esc(type(exc).__name__)}</b>: {esc(exc)}{more}</div>"
     )
 
 

@@ -18,7 +18,7 @@ import traitlets
 from compresswidgets._training import Progress, TrainingStopped
 from compresswidgets.inspection import histogram_of
 from compresswidgets.plots import plot_histogram
-from compresswidgets.techniques._common import kernel_of
+from compresswidgets.techniques._common import TINY, kernel_of, layer_size, select_layers
 from compresswidgets.tflite import ConversionError
 from compresswidgets.widgets._controls import (
     FigureImage,
@@ -29,8 +29,6 @@ from compresswidgets.widgets._controls import (
     table_html,
 )
 
-#: Layers with fewer weights than this are left unticked by default (the panel says so).
-TINY = 1024
 GREY, BLUE, GREEN = "#9aa5b1", "#3b75af", "#2a9d55"
 #: Above this fraction of zeros, histograms leave zeros out (they would dwarf the rest).
 SPARSE = 0.05
@@ -62,6 +60,7 @@ class TechniquePanel(widgets.VBox):
         self.result: Any = None
         self._job = Job()
         self._kernels: dict[tuple[str, str], np.ndarray] = {}
+        self._defaults: tuple[str | None, set[str]] = (None, set())
 
         self._base = widgets.Dropdown(description="Base", tooltip=(
             "The variant to start from, so techniques chain: prune, then cluster, then quantize"))
@@ -158,7 +157,18 @@ class TechniquePanel(widgets.VBox):
         return self._layers_of_base()
 
     def _ticked_by_default(self, layer: Any, size: int) -> bool:
-        return size >= TINY
+        """The engine's own default (``layers=None``): the same layers, headless or here."""
+        if self._defaults[0] != self.base:
+            try:
+                names = select_layers(self._base_model(), None, self._supports, "", "").names
+            except ValueError:
+                names = ()
+            self._defaults = (self.base, set(names))
+        return layer.name in self._defaults[1]
+
+    def _left_alone_note(self) -> str:
+        """What the technique cannot act on in the base (e.g. depthwise kernels), or ""."""
+        return ""
 
     def _checklist_note(self, unticked: list[str]) -> str:
         return (f"Layers under {TINY:,} weights are left out by default: {', '.join(unticked)}. "
@@ -169,7 +179,7 @@ class TechniquePanel(widgets.VBox):
         if self.layers_title:
             boxes = []
             for layer in self._checklist_layers():
-                size = sum(int(np.prod(w.shape)) for w in layer.weights)
+                size = layer_size(layer)
                 box = widgets.Checkbox(value=self._ticked_by_default(layer, size), indent=False,
                                        description=f"{layer.name} · {type(layer).__name__} · "
                                                    f"{size:,} params")
@@ -177,9 +187,10 @@ class TechniquePanel(widgets.VBox):
                 boxes.append(box)
             self._layers.children = boxes
             unticked = [b.layer_name for b in boxes if not b.value]
-            self._layers_note.value = (f"<span style='color:#666'>"
-                                       f"{esc(self._checklist_note(unticked))}</span>"
-                                       if unticked else "")
+            notes = [self._checklist_note(unticked) if unticked else "",
+                     self._left_alone_note()]
+            self._layers_note.value = "".join(f"<div style='color:#666'>{esc(n)}</div>"
+                                              for n in notes if n)
         names = [layer.name for layer in layers]
         self._preview.options = names
         if self.preview_layer not in names and names:
@@ -285,12 +296,15 @@ class TechniquePanel(widgets.VBox):
     # ------------------------------------------------------------------ result
     def _show(self, variant: Any) -> None:
         original = self.workbench.original
+        metric = self.workbench.metric
         delta = variant.accuracy - original.accuracy
         size_ratio = original.size_bytes / variant.size_bytes
         gzip_ratio = original.gzipped_bytes / variant.gzipped_bytes
         summary = table_html([
             ("variant", variant.name),
-            ("accuracy", f"{variant.accuracy:.2%} ({delta:+.2%} vs original)"),
+            (metric.name, f"{metric.format(variant.accuracy)} ({metric.format_delta(delta)} "
+                          "vs original" + ("" if metric.greater_is_better
+                                           else f", {metric.direction}") + ")"),
             (".tflite size", f"{variant.size_bytes:,} B ({size_ratio:.1f}x smaller)"),
             ("gzipped", f"{variant.gzipped_bytes:,} B ({gzip_ratio:.1f}x smaller)"),
             ("sparsity", f"{variant.sparsity:.1%}"),

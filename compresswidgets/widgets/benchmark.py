@@ -13,6 +13,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from compresswidgets._data import ACCURACY, MetricSpec
 from compresswidgets.benchmarking import BenchmarkProgress, BenchmarkReport
 from compresswidgets.plots import plot_latency, plot_memory, plot_sizes, plot_tradeoff
 from compresswidgets.variant import Variant, safe_filename
@@ -20,6 +21,7 @@ from compresswidgets.widgets._controls import FigureImage, Job, error_html, esc,
 
 HEADER = ("variant", "threads", "batch", "init ms", "first inference ms", "mean ms",
           "median ms", "p90 ms", "memory MB", "size B", "gzipped B", "accuracy", "error")
+ACCURACY_COLUMN = HEADER.index("accuracy")
 _WRAP = widgets.Layout(flex_flow="row wrap", align_items="center")
 
 
@@ -27,12 +29,12 @@ def _ms(value: float, digits: int = 3) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _row(r: Any) -> tuple[Any, ...]:
+def _row(r: Any, metric: MetricSpec) -> tuple[Any, ...]:
     return (r.variant, r.threads, r.batch, _ms(r.init_ms, 2), _ms(r.first_inference_ms, 2),
             _ms(r.mean_ms), _ms(r.median_ms), _ms(r.p90_ms), _ms(r.memory_mb, 2),
             "–" if r.size_bytes is None else f"{r.size_bytes:,}",
             "–" if r.gzipped_bytes is None else f"{r.gzipped_bytes:,}",
-            "–" if r.accuracy is None else f"{r.accuracy:.2%}", r.error)
+            metric.format(r.accuracy), r.error)
 
 
 def _link(name: str, mime: str, text: str) -> str:
@@ -267,7 +269,10 @@ class BenchmarkPanel(widgets.VBox):
                 if report.stopped else "")
         note += f"{failed} measurement(s) failed: see the error column." if failed else ""
         self._summary.value = f"<div style='margin:4px 0'>{esc(note)}</div>" if note else ""
-        self._table.value = grid_html(HEADER, [_row(r) for r in report.rows])
+        metric = report.metric or ACCURACY
+        header = list(HEADER)
+        header[ACCURACY_COLUMN] = metric.name
+        self._table.value = grid_html(header, [_row(r, metric) for r in report.rows])
         for figure, plot in zip(self._figures, (plot_latency, plot_memory, plot_sizes,
                                                 plot_tradeoff), strict=True):
             plot(report, figure.clear())

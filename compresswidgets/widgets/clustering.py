@@ -10,6 +10,7 @@ import traitlets
 
 from compresswidgets.preview import kmeans_1d
 from compresswidgets.techniques import clustering
+from compresswidgets.techniques._common import left_alone_note
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 __all__ = ["ClusteringPanel"]
@@ -69,6 +70,9 @@ class ClusteringPanel(TechniquePanel):
 
     def _supports(self, layer: Any) -> bool:
         return clustering.supports(layer)
+
+    def _left_alone_note(self) -> str:
+        return left_alone_note(self._base_model(), clustering.supports, "clusterable")
 
     def _on_base(self, _change: Any = None) -> None:
         # a pruned base: keep its zeros unless the user says otherwise

@@ -10,6 +10,7 @@ import traitlets
 
 from compresswidgets.preview import prune_preview
 from compresswidgets.techniques import pruning
+from compresswidgets.techniques._common import left_alone_note
 from compresswidgets.widgets._technique import TINY, TechniquePanel
 
 __all__ = ["TINY", "PruningPanel"]
@@ -63,6 +64,9 @@ class PruningPanel(TechniquePanel):
 
     def _supports(self, layer: Any) -> bool:
         return pruning.supports(layer)
+
+    def _left_alone_note(self) -> str:
+        return left_alone_note(self._base_model(), pruning.supports, "prunable")
 
     @property
     def _sparsity_value(self) -> float:

@@ -98,7 +98,14 @@ class QuantizationPanel(TechniquePanel):
         return [layer for layer in self._base_model().layers if layer.weights]
 
     def _ticked_by_default(self, layer: Any, size: int) -> bool:
-        return quantization.qat_supports(layer)
+        key = self.base
+        if getattr(self, "_rejected_for", None) != key:  # once per base: it clones the model
+            try:
+                self._rejected = set(quantization.qat_rejected(self._base_model()))
+            except (ValueError, TypeError, RuntimeError):
+                self._rejected = set()
+            self._rejected_for = key
+        return layer.name not in self._rejected
 
     def _checklist_note(self, unticked: list[str]) -> str:
         return (f"tfmot's 8-bit QAT scheme does not support {', '.join(unticked)}: left out "
@@ -106,9 +113,15 @@ class QuantizationPanel(TechniquePanel):
 
     @property
     def _qat_layers(self) -> list[str] | None:
-        """None (the whole model, the engine's default) when every box is ticked."""
+        """None (the engine's default) when the ticks are the default ones; else every layer
+        but the unticked ones (weightless layers such as ReLU or Add stay annotated)."""
         boxes = self._layers.children
-        return None if all(b.value for b in boxes) else self.selected_layers
+        if all(b.value == self._ticked_by_default(self._base_model().get_layer(b.layer_name), 0)
+               for b in boxes):
+            return None
+        unticked = {b.layer_name for b in boxes if not b.value}
+        return [layer.name for layer in self._base_model().layers
+                if type(layer).__name__ != "InputLayer" and layer.name not in unticked]
 
     def _stoppable(self) -> bool:
         return self.mode == "qat"

@@ -123,18 +123,19 @@ class Studio(widgets.VBox):
 
     def _draw_variants(self) -> None:
         rows = []
+        metric = self.workbench.metric
         for v in self.workbench.variants:  # one at a time: a failure stays on its own row
             try:
                 r = self.workbench.compare([v])[0]
-                rows.append([v.name, v.technique, r["parent"] or "-", f"{r['accuracy']:.2%}",
-                             f"{r['accuracy_delta']:+.2%}", f"{r['size_bytes']:,}",
+                rows.append([v.name, v.technique, r["parent"] or "-", metric.format(r["accuracy"]),
+                             metric.format_delta(r["accuracy_delta"]), f"{r['size_bytes']:,}",
                              f"{r['gzipped_bytes']:,}", f"{r['gzipped_ratio']:.1f}x",
                              f"{r['sparsity']:.1%}"])
             except (ValueError, RuntimeError) as exc:  # e.g. a QAT model that did not convert
                 rows.append([v.name, v.technique, v.parent.name if v.parent else "-",
                              "-", "-", "-", "-", "-", f"error: {exc}"])
         self._variants.value = grid_html(
-            ["variant", "technique", "base", "accuracy", "vs original", ".tflite B",
+            ["variant", "technique", "base", metric.name, "vs original", ".tflite B",
              "gzipped B", "float ÷ gzipped", "sparsity"], rows)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -1,0 +1,303 @@
+"""One small model per family that people bring to compress for the edge, with learnable
+synthetic data (seeded; nothing is downloaded). Each builder returns a :class:`ZooModel`.
+
+The models are tiny on purpose (the whole matrix runs in minutes on 2 cores), but they have
+the structure that breaks tools: BatchNorm after conv, depthwise kernels, residual adds,
+recurrent layers, a UNet with a custom Python loss and an IoU metric, a regression head,
+custom and Lambda layers, layers renamed after building.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np
+
+import compresswidgets  # noqa: F401 - sets the Keras environment first
+from compresswidgets import _keras
+
+_SEED = 20261202
+
+
+@dataclass
+class ZooModel:
+    """A compiled (or not) tf_keras model, its data and how it is judged."""
+
+    family: str
+    model: Any
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    metric: Callable[[np.ndarray, np.ndarray], float] | None = None
+    metric_name: str | None = None
+    greater_is_better: bool = True
+    #: what tfmot cannot do on this family, by technique: a phrase the error must contain
+    refuses: dict[str, str] = field(default_factory=dict)
+
+    def workbench_kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.metric is not None:
+            out.update(metric=self.metric, metric_name=self.metric_name,
+                       greater_is_better=self.greater_is_better)
+        return out
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(_SEED)
+
+
+def _split(x: np.ndarray, y: np.ndarray, test: int) -> tuple[np.ndarray, ...]:
+    return x[test:], y[test:], x[:test], y[:test]
+
+
+def _images(n: int, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class (0..3) is the brightest quadrant."""
+    rng = _rng()
+    x = rng.uniform(0, 0.5, (n, size, size, channels)).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    h = size // 2
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, r * h:(r + 1) * h, q * h:(q + 1) * h, :] += 0.5
+    return x, y.astype(np.int64)
+
+
+def _fit(model: Any, data: tuple, epochs: int, batch_size: int = 32) -> None:
+    model.fit(data[0], data[1], epochs=epochs, batch_size=batch_size, verbose=0)
+
+
+# --------------------------------------------------------------------------- families
+def mobilenet() -> ZooModel:
+    """A Keras application with BatchNorm after conv, depthwise conv and residual adds."""
+    k = _keras.keras()
+    model = k.applications.MobileNetV2(alpha=0.35, input_shape=(32, 32, 3), weights=None,
+                                       classes=4)
+    data = _split(*_images(320, 32, 3), test=64)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    _fit(model, data, epochs=2)
+    return ZooModel("mobilenet", model, data)
+
+
+def residual() -> ZooModel:
+    """A small hand-written residual net: Conv-BN-ReLU blocks with skip connections."""
+    k = _keras.keras()
+    layers = k.layers
+    inputs = k.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for _ in range(2):
+        y = layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+        y = layers.BatchNormalization()(y)
+        y = layers.ReLU()(y)
+        y = layers.DepthwiseConv2D(3, padding="same")(y)
+        x = layers.Add()([x, y])
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = k.Model(inputs, outputs, name="resnet_tiny")
+    data = _split(*_images(384, 16, 3), test=96)
+    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=6)
+    return ZooModel("residual", model, data)
+
+
+def _sequences(n: int, steps: int = 30, channels: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Sensor-like sequences; the class (0..2) is where in time the burst happens."""
+    rng = _rng()
+    x = rng.normal(0, 0.3, (n, steps, channels)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    third = steps // 3
+    for i, c in enumerate(y):
+        x[i, int(c) * third:(int(c) + 1) * third, :2] += 1.0
+    return x, y.astype(np.int64)
+
+
+def lstm() -> ZooModel:
+    """Input((30, 6)) -> LSTM(32) -> Dense(3): a sequence classifier for a Raspberry Pi."""
+    k = _keras.keras()
+    model = k.Sequential([k.Input((30, 6)), k.layers.LSTM(32),
+                          k.layers.Dense(3, activation="softmax")], name="lstm_classifier")
+    data = _split(*_sequences(480), test=96)
+    model.compile(k.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=6)
+    return ZooModel("lstm", model, data, refuses={"qat": "recurrent"})
+
+
+def gru() -> ZooModel:
+    k = _keras.keras()
+    model = k.Sequential([k.Input((30, 6)), k.layers.GRU(24),
+                          k.layers.Dense(3, activation="softmax")], name="gru_classifier")
+    data = _split(*_sequences(480), test=96)
+    model.compile(k.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=5)
+    return ZooModel("gru", model, data, refuses={"qat": "recurrent", "int8": "GRU and SimpleRNN",
+                                                  "int8-only": "GRU and SimpleRNN"})
+
+
+def bidirectional() -> ZooModel:
+    k = _keras.keras()
+    model = k.Sequential([k.Input((30, 6)), k.layers.Bidirectional(k.layers.LSTM(16)),
+                          k.layers.Dense(3, activation="softmax")], name="bilstm")
+    data = _split(*_sequences(480), test=96)
+    model.compile(k.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=5)
+    return ZooModel("bidirectional", model, data, refuses={"qat": "recurrent"})
+
+
+def conv1d_lstm() -> ZooModel:
+    k = _keras.keras()
+    layers = k.layers
+    model = k.Sequential([k.Input((30, 6)), layers.Conv1D(16, 3, activation="relu"),
+                          layers.MaxPooling1D(2), layers.LSTM(16),
+                          layers.Dense(3, activation="softmax")], name="conv1d_lstm")
+    data = _split(*_sequences(480), test=96)
+    model.compile(k.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=5)
+    return ZooModel("conv1d_lstm", model, data, refuses={"qat": "recurrent"})
+
+
+def focal_tversky(y_true: Any, y_pred: Any) -> Any:
+    """Focal Tversky loss: a custom Python loss function, as segmentation write-ups use."""
+    tf = _keras.tf()
+    y_true = tf.cast(y_true, y_pred.dtype)
+    tp = tf.reduce_sum(y_true * y_pred, axis=(1, 2, 3))
+    fn = tf.reduce_sum(y_true * (1 - y_pred), axis=(1, 2, 3))
+    fp = tf.reduce_sum((1 - y_true) * y_pred, axis=(1, 2, 3))
+    tversky = (tp + 1.0) / (tp + 0.7 * fn + 0.3 * fp + 1.0)
+    return tf.reduce_mean(tf.pow(1.0 - tversky, 0.75))
+
+
+def iou(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Intersection over union of the masks thresholded at 0.5."""
+    t, p = np.asarray(y_true) > 0.5, np.asarray(y_pred) > 0.5
+    union = np.logical_or(t, p).sum()
+    return float(np.logical_and(t, p).sum() / union) if union else 1.0
+
+
+def _masks(n: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy images with one bright square each; the mask is the square."""
+    rng = _rng()
+    x = rng.normal(0.2, 0.1, (n, size, size, 1)).astype(np.float32)
+    y = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        s = int(rng.integers(6, 14))
+        r, c = rng.integers(0, size - s, 2)
+        x[i, r:r + s, c:c + s] += 0.6
+        y[i, r:r + s, c:c + s] = 1.0
+    return x, y
+
+
+def unet() -> ZooModel:
+    """A small UNet compiled with a custom Python loss (focal Tversky), judged by IoU."""
+    k = _keras.keras()
+    layers = k.layers
+    inputs = k.Input((32, 32, 1))
+    c1 = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    p1 = layers.MaxPooling2D()(c1)
+    c2 = layers.Conv2D(16, 3, padding="same", activation="relu")(p1)
+    p2 = layers.MaxPooling2D()(c2)
+    b = layers.Conv2D(32, 3, padding="same", activation="relu")(p2)
+    u2 = layers.Conv2DTranspose(16, 2, strides=2, padding="same")(b)
+    c3 = layers.Conv2D(16, 3, padding="same", activation="relu")(
+        layers.Concatenate()([u2, c2]))
+    u1 = layers.UpSampling2D()(c3)
+    c4 = layers.Conv2D(8, 3, padding="same", activation="relu")(layers.Concatenate()([u1, c1]))
+    outputs = layers.Conv2D(1, 1, activation="sigmoid")(c4)
+    model = k.Model(inputs, outputs, name="unet_tiny")
+    data = _split(*_masks(320), test=64)
+    model.compile(k.optimizers.Adam(3e-3), loss=focal_tversky)
+    _fit(model, data, epochs=8, batch_size=16)
+    return ZooModel("unet", model, data, metric=iou, metric_name="IoU")
+
+
+def neg_mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return -float(np.mean(np.abs(np.asarray(y_true).reshape(len(y_true), -1)
+                                 - np.asarray(y_pred).reshape(len(y_pred), -1))))
+
+
+def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return -neg_mae(y_true, y_pred)
+
+
+def regression() -> ZooModel:
+    """A tabular regression MLP with a scalar output, judged by MAE (lower is better)."""
+    k = _keras.keras()
+    rng = _rng()
+    x = rng.normal(0, 1, (1280, 12)).astype(np.float32)
+    w = rng.normal(0, 1, 12).astype(np.float32)
+    y = (np.tanh(x @ w / 3) * 4 + 0.5 * x[:, 0] ** 2).astype(np.float32)[:, None]
+    model = k.Sequential([k.Input((12,)), k.layers.Dense(64, activation="relu"),
+                          k.layers.Dense(64, activation="relu"), k.layers.Dense(1)],
+                         name="regressor")
+    data = _split(x, y, test=256)
+    model.compile(k.optimizers.Adam(3e-3), "mse")
+    _fit(model, data, epochs=15)
+    return ZooModel("regression", model, data, metric=mae, metric_name="MAE",
+                    greater_is_better=False)
+
+
+class ChannelScale(_keras.keras().layers.Layer):
+    """A custom layer with a weight of its own (tfmot cannot wrap it)."""
+
+    def build(self, input_shape: Any) -> None:
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],),
+                                     initializer="ones")
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * self.scale
+
+
+def custom_layers() -> ZooModel:
+    """A CNN with a custom layer and a Lambda layer between tfmot-friendly layers."""
+    k = _keras.keras()
+    layers = k.layers
+    inputs = k.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, activation="relu")(inputs)
+    x = ChannelScale(name="channel_scale")(x)
+    x = layers.Lambda(lambda t: t * 0.5, name="halve")(x)
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = k.Model(inputs, outputs, name="custom_cnn")
+    data = _split(*_images(384, 16, 3), test=96)
+    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=6)
+    return ZooModel("custom_layers", model, data)
+
+
+def renamed() -> ZooModel:
+    """A functional CNN whose layers were renamed with ``layer._name = ...`` after building
+    (tf_keras's own clone_model then fails with a raw tf.nest error)."""
+    k = _keras.keras()
+    layers = k.layers
+    inputs = k.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, activation="relu")(inputs)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = k.Model(inputs, outputs)
+    for layer, name in zip(model.layers[1:], ("stem", "pool", "features", "flat", "head"),
+                           strict=True):
+        layer._name = name
+    data = _split(*_images(384, 16, 3), test=96)
+    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=4)
+    return ZooModel("renamed", model, data)
+
+
+FAMILIES: dict[str, Callable[[], ZooModel]] = {
+    "mobilenet": mobilenet, "residual": residual, "lstm": lstm, "gru": gru,
+    "bidirectional": bidirectional, "conv1d_lstm": conv1d_lstm, "unet": unet,
+    "regression": regression, "custom_layers": custom_layers, "renamed": renamed,
+}

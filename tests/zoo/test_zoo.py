@@ -1,0 +1,140 @@
+"""Every technique on the model families people bring (tests/zoo/families.py).
+
+Per family: inspection, the original converted, post-training modes, pruning, clustering,
+QAT where tfmot supports the family (else its specific error), a benchmark row and a panel
+Apply. What should work is asserted by its numbers; what cannot work by its message; and
+the user's model is byte-identical at the end.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from _helpers import table_rows, weights_bytes
+from families import FAMILIES, ZooModel
+
+import compresswidgets as cw
+from compresswidgets.techniques._common import kernel_of
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def zoo(request) -> tuple[ZooModel, cw.Workbench, list[bytes]]:
+    z = FAMILIES[request.param]()
+    before = weights_bytes(z.model)
+    wb = cw.Workbench(z.model, z.data, **z.workbench_kwargs())
+    return z, wb, before
+
+
+def close(a: float, b: float, metric) -> bool:
+    """Within 1 point for a fraction (accuracy, IoU), within 1 % otherwise (MAE)."""
+    return abs(a - b) <= (0.01 if metric.fraction or abs(b) <= 1 else 0.01 * abs(b))
+
+
+def test_inspection_reads_every_weight(zoo):
+    z, _, _ = zoo
+    report = cw.inspect_weights(z.model)
+    assert sum(t.params for t in report.tensors) == z.model.count_params()
+
+
+def test_the_original_converts_and_float16_agrees_with_keras(zoo):
+    z, wb, _ = zoo
+    assert wb.original.size_bytes > 0
+    keras_metric = wb.original.keras_accuracy
+    assert close(wb.original.tflite_accuracy, keras_metric, wb.metric)
+    f16 = wb.quantize("float16")
+    assert f16.size_bytes < wb.original.size_bytes
+    assert close(f16.accuracy, keras_metric, wb.metric), (f16.accuracy, keras_metric)
+    if any(type(layer).__name__ in ("LSTM", "GRU", "Bidirectional") for layer in z.model.layers):
+        assert f16.tflite_batch == 1 and any("fixed batch of 1" in n for n in f16.notes)
+    else:
+        assert f16.tflite_batch is None
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "int8", "int8-only"])
+def test_post_training_modes(zoo, mode):
+    z, wb, _ = zoo
+    if mode in z.refuses:
+        with pytest.raises(cw.ConversionError, match=z.refuses[mode]):
+            wb.quantize(mode, representative_samples=32)
+        return
+    v = wb.quantize(mode, representative_samples=32)
+    # dynamic range leaves kernels under 1,024 weights float: tiny RNNs do not shrink
+    assert v.size_bytes <= wb.original.size_bytes if mode == "dynamic" else (
+        v.size_bytes < wb.original.size_bytes)
+    assert math.isfinite(v.accuracy)
+    if mode == "int8-only":
+        assert str(cw.tflite.input_dtype(v.tflite)) == "int8"
+    # evaluation ran with the user's metric, on dequantized outputs
+    assert wb.metric.name in (wb.compare([v])[0]["metric_name"],)
+
+
+def test_pruning_reaches_the_target_on_what_it_prunes(zoo):
+    z, wb, _ = zoo
+    p = wb.prune(target_sparsity=0.5, epochs=1)
+    assert p.recipe["layers"], "something was pruned"
+    for name in p.recipe["layers"]:
+        kernel = kernel_of(p.keras_model.get_layer(name)).numpy()
+        assert abs(float(np.mean(kernel == 0)) - 0.5) <= 0.02, name
+    for layer in z.model.layers:  # what tfmot cannot prune is named, not silently skipped
+        if type(layer).__name__ in ("DepthwiseConv2D", "ChannelScale"):
+            assert any(layer.name in n and "Not prunable" in n for n in p.notes), p.notes
+    assert math.isfinite(p.accuracy)
+    assert p.gzipped_bytes < wb.original.gzipped_bytes
+
+
+def test_clustering_leaves_at_most_the_clusters(zoo):
+    _, wb, _ = zoo
+    c = wb.cluster(clusters=8, epochs=0)
+    assert c.recipe["layers"]
+    for name in c.recipe["layers"]:
+        kernel = kernel_of(c.keras_model.get_layer(name)).numpy()
+        assert np.unique(kernel).size <= 8, name
+    assert math.isfinite(c.accuracy)
+
+
+def test_qat_or_its_specific_error(zoo):
+    z, wb, _ = zoo
+    if "qat" in z.refuses:
+        count = len(wb.variants)
+        with pytest.raises(ValueError, match=z.refuses["qat"]):
+            wb.quantize("qat", epochs=1)
+        assert len(wb.variants) == count
+        return
+    q = wb.quantize("qat", epochs=1)
+    assert math.isfinite(q.accuracy) and q.size_bytes > 0
+    if z.family == "custom_layers":  # skipped, named, and the rest quantized
+        assert any("channel_scale" in n and "halve" in n for n in q.notes), q.notes
+        assert q.recipe["layers"] and "channel_scale" not in q.recipe["layers"]
+    else:  # the whole model, BatchNorm and depthwise convs included, as quantize_model does
+        assert q.recipe["layers"] is None and q.notes == ()
+        assert q.size_bytes < wb.original.size_bytes
+
+
+def test_benchmark_measures_the_family(zoo):
+    _, wb, _ = zoo
+    row = wb.benchmark([wb.original], runs=3, warmup=1, timeout=300).rows[0]
+    assert row.ok, row.error
+    assert row.median_ms > 0 and row.accuracy == pytest.approx(wb.original.accuracy)
+
+
+def test_a_panel_applies_on_the_family(zoo):
+    _, wb, _ = zoo
+    panel = cw.PruningPanel(wb)
+    panel.epochs = 0
+    panel.target_sparsity = 0.3
+    assert panel.selected_layers  # the engine's default selection is ticked
+    panel.apply()
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    assert panel.result is not None and panel.result.recipe["layers"] == panel.selected_layers
+    summary = dict(row[:2] for row in table_rows(panel._result.value) if len(row) >= 2)
+    shown = summary[wb.metric.name]  # e.g. "96.88% (-1.04% vs original, higher is better)"
+    assert ("%" in shown.split(" (")[0]) == wb.metric.fraction, shown
+    assert ("lower is better" in shown) == (not wb.metric.greater_is_better), shown
+
+
+def test_the_users_model_is_untouched(zoo):
+    z, _, before = zoo
+    assert weights_bytes(z.model) == before
