@@ -327,7 +327,8 @@ class Variant:
             parts.append(step._code_step)
         if not self.is_quantized:
             parts.append("# The .tflite file (float32) that size_bytes and gzipped_bytes measure.\n"
-                         + "\n".join(_float_converter()))
+                         + "\n".join(_float_converter(
+                             self.tflite_batch if self._tflite is not None else None)))
         parts.append('with open("model.tflite", "wb") as f:\n    f.write(tflite_model)')
         return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
@@ -402,10 +403,10 @@ def keras_predict(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
                            for i in range(0, len(x), batch)])
 
 
-def _float_converter() -> list[str]:
+def _float_converter(fixed_batch: int | None) -> list[str]:
     from compresswidgets.techniques.quantization import converter_code
 
-    return converter_code("float32")
+    return converter_code("float32", fixed_batch=fixed_batch)
 
 
 def _json_default(value: Any) -> Any:

@@ -389,7 +389,8 @@ class Workbench:
         blob = tfl.convert(model, mode, representative=samples)  # ConversionError: nothing added
         return self._add(Variant(
             label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
-            context=self._context, code_step=quantization.code(params, None)))
+            context=self._context,
+            code_step=quantization.code(params, None, tfl.fixed_batch(blob))))
 
     # ------------------------------------------------------------------ measuring
     def benchmark(self, variants: list[Variant] | None = None, **kwargs: Any) -> Any:

@@ -206,3 +206,29 @@ def test_crashing_or_garbage_workers_become_error_rows(wb, tmp_path, monkeypatch
         assert not row.ok and row.error
     assert report.rows[0].error == report.rows[1].error
     assert re.search(pattern, report.rows[0].error), report.rows[0].error
+
+
+def test_the_tradeoff_plot_follows_the_metric_and_its_direction():
+    from matplotlib.figure import Figure
+
+    from compresswidgets._data import MetricSpec
+    from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow
+    from compresswidgets.plots import pareto_front, plot_tradeoff
+
+    assert pareto_front([(1, 0.9), (2, 0.95), (3, 0.94), (1.5, 0.8)],
+                        greater_is_better=False) == [0, 3]
+
+    def row(name, gzipped, mae):
+        return BenchmarkRow(name, "x", 1, 1, 3, 2 * gzipped, gzipped, mae, median_ms=1.0,
+                            memory_mb=1.0, init_ms=1.0, first_inference_ms=1.0, mean_ms=1.0)
+
+    report = BenchmarkReport(rows=[row("big", 4096, 0.20), row("small", 1024, 0.50),
+                                   row("worse", 2048, 0.60), row("best", 3072, 0.10)],
+                             metric=MetricSpec(lambda y, p: 0.0, "MAE", False, False))
+    ax = Figure().add_subplot()
+    plot_tradeoff(report, ax)
+    assert ax.get_ylabel() == "MAE (lower is better)"
+    assert ax.get_title().startswith("MAE against")
+    front = sorted(zip(ax.lines[0].get_xdata(), ax.lines[0].get_ydata(), strict=True))
+    assert front == [(1.0, 0.5), (3.0, 0.1)]  # "worse" and "big" are beaten (KiB, MAE)
+    assert "%" not in ax.yaxis.get_major_formatter().format_data(0.5)

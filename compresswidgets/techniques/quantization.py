@@ -227,7 +227,8 @@ def apply(model: Any, data: Data, p: QuantizationParams, settings: CompileSettin
     return qat, []
 
 
-def code(p: QuantizationParams, settings: CompileSettings | None) -> str:
+def code(p: QuantizationParams, settings: CompileSettings | None,
+         fixed_batch: int | None = None) -> str:
     """Plain code for this step; expects ``model`` and ``x_train``; ends with ``tflite_model``."""
     lines: list[str] = []
     if p.mode == "qat":
@@ -256,12 +257,24 @@ def code(p: QuantizationParams, settings: CompileSettings | None) -> str:
             f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0)",
         ]
-    lines += converter_code(p.mode, p.representative_samples)
+    lines += converter_code(p.mode, p.representative_samples, fixed_batch)
     return "\n".join(lines)
 
 
-def converter_code(mode: str, samples: int = 100) -> list[str]:
-    lines = ["converter = tf.lite.TFLiteConverter.from_keras_model(model)"]
+def converter_code(mode: str, samples: int = 100, fixed_batch: int | None = None) -> list[str]:
+    """The converter settings of ``mode`` as code; with ``fixed_batch``, from a concrete
+    function of that batch (Keras LSTM/GRU models do not convert with a dynamic batch)."""
+    if fixed_batch:
+        lines = [
+            f"# This model converts with a fixed batch of {fixed_batch} only (its recurrent "
+            "layers need a static shape).",
+            "run = tf.function(lambda x: model(x, training=False))",
+            f"concrete = run.get_concrete_function(tf.TensorSpec([{fixed_batch}, "
+            "*model.input_shape[1:]], model.inputs[0].dtype))",
+            "converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)",
+        ]
+    else:
+        lines = ["converter = tf.lite.TFLiteConverter.from_keras_model(model)"]
     if mode != "float32":
         lines.append("converter.optimizations = [tf.lite.Optimize.DEFAULT]")
     if mode == "float16":

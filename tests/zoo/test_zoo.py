@@ -138,3 +138,16 @@ def test_a_panel_applies_on_the_family(zoo):
 def test_the_users_model_is_untouched(zoo):
     z, _, before = zoo
     assert weights_bytes(z.model) == before
+
+
+def test_the_code_of_a_fixed_batch_variant_converts(zoo, tmp_path, monkeypatch):
+    z, wb, _ = zoo
+    if z.family != "lstm":
+        pytest.skip("one recurrent family is enough: the code is the same for all")
+    f16 = next(v for v in wb.variants if v.recipe.get("mode") == "float16")
+    assert "from_concrete_functions" in f16.code and "TensorSpec([1," in f16.code
+    monkeypatch.chdir(tmp_path)  # the code writes model.tflite where it runs
+    namespace = {"model": wb.original.keras_model, "x_train": z.data[0]}
+    exec(compile(f16.code, "variant_code", "exec"), namespace)
+    assert cw.tflite.fixed_batch(namespace["tflite_model"]) == 1
+    assert abs(len(namespace["tflite_model"]) - f16.size_bytes) < 0.05 * f16.size_bytes
