@@ -180,14 +180,7 @@ def select_layers(model: Any, layers: LayerSelection, acts_on: Callable[[Any], b
     elif callable(layers):
         chosen = [layer for layer in candidates if layers(layer)]
     else:
-        names = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise ValueError(
-                f"{technique}: no layer named {', '.join(map(repr, unknown))} in model "
-                f"{model.name!r}. Expected names from: {', '.join(by_name)}. "
-                "Use layer names as listed by model.summary()."
-            )
+        names = named_layers(model, layers, technique)
         bad = [n for n in names if not (by_name[n].weights and acts_on(by_name[n]))]
         if bad:
             usable = ", ".join(layer.name for layer in candidates) or "none"
@@ -205,6 +198,19 @@ def select_layers(model: Any, layers: LayerSelection, acts_on: Callable[[Any], b
         )
     left = left_alone_note(model, acts_on, able)
     return Selection(tuple(layer.name for layer in chosen), (*notes, *([left] if left else [])))
+
+
+def named_layers(model: Any, layers: str | Iterable[str], technique: str) -> list[str]:
+    """``layers`` as a list of names, each a layer of ``model`` (else a three-part error)."""
+    names = [layers] if isinstance(layers, str) else list(layers)
+    known = [layer.name for layer in model.layers]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"{technique}: no layer named {', '.join(map(repr, unknown))} in model "
+            f"{model.name!r}. Expected names from: {', '.join(known)}. "
+            "Use layer names as listed by model.summary().")
+    return names
 
 
 def left_alone_note(model: Any, acts_on: Callable[[Any], bool], able: str) -> str:

@@ -18,6 +18,7 @@ from compresswidgets.techniques._common import (
     LayerSelection,
     check_choice,
     check_number,
+    named_layers,
     rebuild_scope,
 )
 from compresswidgets.tflite import CALIBRATED
@@ -160,12 +161,7 @@ def qat_layers(model: Any, layers: LayerSelection) -> tuple[tuple[str, ...] | No
                   if type(layer).__name__ != "InputLayer" and layer.name not in rejected
                   and layers(layer)]
     else:
-        chosen = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in chosen if n not in by_name]
-        if unknown:
-            raise ValueError(
-                f"QAT: no layer named {', '.join(map(repr, unknown))} in model "
-                f"{model.name!r}. Expected names from: {', '.join(by_name)}.")
+        chosen = named_layers(model, layers, "QAT")
     bad = [n for n in chosen if n in rejected]
     if bad:
         raise ValueError(
