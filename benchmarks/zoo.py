@@ -95,24 +95,24 @@ def markdown(rows: list[dict], defaults: tuple[list[float], list[float]] | None)
         "| family | params | technique | status | metric | .tflite B | gzipped B | s | notes |",
         "|---|---:|---|---|---:|---:|---:|---:|---|",
     ]
-    if defaults is not None:
-        every, default = defaults
-        lines[2:2] = [
-            "",
-            "**The default layer selection.** The demo CNN pruned to 80 % with 2 epochs of",
-            "fine-tuning, 3 runs each: with every layer pruned (including the 640-weight first",
-            "conv and the 330-weight classifier) the accuracy is "
-            + ", ".join(f"{a:.3f}" for a in every) + "; with the default selection (layers",
-            "under 1,024 weights left out, as the panels do) "
-            + ", ".join(f"{a:.3f}" for a in default) + ".",
-            "",
-        ]
     for r in rows:
         notes = r["notes"].replace("|", "\\|")
         metric = f"{r['metric_name']} {r['metric']}" if r["metric"] else ""
         lines.append(
             f"| {r['family']} | {r['params']:,} | {r['technique']} | {r['status']} | {metric} | "
             f"{r['size'] or ''} | {r['gzipped'] or ''} | {r['seconds']:.1f} | {notes} |")
+    if defaults is not None:
+        every, default = defaults
+        lines += [
+            "",
+            "## The default layer selection",
+            "",
+            "The demo CNN pruned to 80 % with 2 epochs of fine-tuning, 3 runs each: with every",
+            "layer pruned (the 640-weight first conv and the 330-weight classifier included) the",
+            "accuracy is " + ", ".join(f"{a:.3f}" for a in every) + "; with the default",
+            "selection (layers under 1,024 weights left out, as the panels tick them) "
+            + ", ".join(f"{a:.3f}" for a in default) + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -175,7 +175,7 @@ def select_layers(model: Any, layers: LayerSelection, acts_on: Callable[[Any], b
         if small:
             notes.append(
                 f"Left out by default (under {TINY:,} weights): "
-                + ", ".join(f"{layer.name} ({layer_size(layer):,})" for layer in small)
+                + _listed([f"{layer.name} ({layer_size(layer):,})" for layer in small])
                 + ". Name them in layers=[...] to include them.")
     elif callable(layers):
         chosen = [layer for layer in candidates if layers(layer)]
@@ -221,7 +221,14 @@ def left_alone_note(model: Any, acts_on: Callable[[Any], bool], able: str) -> st
     if not others:
         return ""
     return (f"Not {able} by tfmot, left as they are: "
-            + ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in others) + ".")
+            + _listed([f"{layer.name} ({type(layer).__name__})" for layer in others]) + ".")
+
+
+def _listed(items: list[str], most: int = 8) -> str:
+    """``a, b, c`` -- or the first ``most`` and how many more (MobileNet has dozens)."""
+    if len(items) <= most:
+        return ", ".join(items)
+    return ", ".join(items[:most]) + f" and {len(items) - most} more"
 
 
 def check_number(name: str, value: Any, low: float, high: float, *, integer: bool = False,

@@ -75,9 +75,13 @@ def mobilenet() -> ZooModel:
     k = _keras.keras()
     model = k.applications.MobileNetV2(alpha=0.35, input_shape=(32, 32, 3), weights=None,
                                        classes=4)
+    for layer in model.layers:  # its BatchNorm momentum (0.999) needs thousands of steps
+        if isinstance(layer, k.layers.BatchNormalization):
+            layer.momentum = 0.8
     data = _split(*_images(320, 32, 3), test=64)
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    _fit(model, data, epochs=2)
+    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=4)
     return ZooModel("mobilenet", model, data)
 
 
@@ -87,11 +91,11 @@ def residual() -> ZooModel:
     layers = k.layers
     inputs = k.Input((16, 16, 3))
     x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.8)(x)
     x = layers.ReLU()(x)
     for _ in range(2):
         y = layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
-        y = layers.BatchNormalization()(y)
+        y = layers.BatchNormalization(momentum=0.8)(y)
         y = layers.ReLU()(y)
         y = layers.DepthwiseConv2D(3, padding="same")(y)
         x = layers.Add()([x, y])
