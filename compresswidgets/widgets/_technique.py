@@ -331,11 +331,17 @@ class TechniquePanel(widgets.VBox):
 
     def _draw_result(self, variant: Any) -> None:
         names = [r["layer"] for r in variant.layers]
-        if not names:
+        if self.preview_layer in names:  # the previewed layer first, then any other
+            names.insert(0, names.pop(names.index(self.preview_layer)))
+        for layer in names:
+            try:  # a fused TFLite op (LSTM) holds its kernel split by gate: not matched
+                before, after = variant.parent.kernel(layer), variant.kernel(layer)
+            except KeyError:
+                continue
+            break
+        else:
+            self._result_fig.widget.layout.display = "none"
             return
-        layer = self.preview_layer if self.preview_layer in names else names[0]
-        before = variant.parent.kernel(layer)
-        after = variant.kernel(layer)
         zeros = float(np.mean(after == 0))
         skip = zeros > SPARSE
         label = "after" + (f" ({zeros:.0%} zeros, not shown)" if skip else "")

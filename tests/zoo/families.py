@@ -123,8 +123,9 @@ def _sequences(n: int, steps: int = 30, channels: int = 6) -> tuple[np.ndarray, 
 def lstm() -> ZooModel:
     """Input((30, 6)) -> LSTM(32) -> Dense(3): a sequence classifier for a Raspberry Pi."""
     k = _keras.keras()
-    model = k.Sequential([k.Input((30, 6)), k.layers.LSTM(32),
-                          k.layers.Dense(3, activation="softmax")], name="lstm_classifier")
+    model = k.Sequential([k.Input((30, 6)), k.layers.LSTM(32, name="lstm"),
+                          k.layers.Dense(3, activation="softmax", name="head")],
+                         name="lstm_classifier")
     data = _split(*_sequences(480), test=96)
     model.compile(k.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])

@@ -151,3 +151,18 @@ def test_the_code_of_a_fixed_batch_variant_converts(zoo, tmp_path, monkeypatch):
     exec(compile(f16.code, "variant_code", "exec"), namespace)
     assert cw.tflite.fixed_batch(namespace["tflite_model"]) == 1
     assert abs(len(namespace["tflite_model"]) - f16.size_bytes) < 0.05 * f16.size_bytes
+
+
+def test_the_quantization_panel_on_a_fused_lstm(zoo):
+    z, wb, _ = zoo
+    if z.family != "lstm":
+        pytest.skip("the fused LSTM op is the one that splits its kernel by gate")
+    panel = cw.QuantizationPanel(wb)
+    panel.mode = "int8"
+    panel.apply()
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    rows = {row[0]: row for row in table_rows(panel._result.value)}
+    assert rows["head"][5] == "int8" and rows["lstm"][1] == "LSTM"
+    assert "fixed batch of 1" in panel._result.value  # the variant's note
+    assert panel._result_fig.widget.layout.display is None  # a kernel it could match
