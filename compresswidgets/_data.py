@@ -147,10 +147,14 @@ class MetricSpec:
     def format(self, value: float | None) -> str:
         if value is None:
             return "–"
-        return f"{value:.2%}" if self.fraction else f"{value:.4g}"
+        if self.fraction:
+            return f"{value:.2%}"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
 
     def format_delta(self, delta: float) -> str:
-        return f"{delta:+.2%}" if self.fraction else f"{delta:+.4g}"
+        if self.fraction:
+            return f"{delta:+.2%}"
+        return f"{delta:+.4f}" if abs(delta) < 1000 else f"{delta:+.4g}"
 
     @property
     def direction(self) -> str:

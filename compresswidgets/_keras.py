@@ -52,6 +52,7 @@ def configure_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tf_mod = sys.modules.get("tensorflow")
     if tf_mod is None:
+        _quiet_tensorflow_import()
         current = os.environ.get("TF_USE_LEGACY_KERAS")
         if current is None:
             os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -84,9 +85,44 @@ def configure_environment() -> None:
         )
 
 
+class _QuietTensorFlow:
+    """A meta-path finder that imports TensorFlow inside :func:`_quiet_native_logs`, however
+    it is first imported: by us, or by the user's own ``import tf_keras`` in the next cell."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        import importlib.util
+
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)  # once is enough; and find the real spec without us
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            with _quiet_native_logs():
+                original(module)
+                with contextlib.suppress(Exception):  # CUDA probing, inside the quiet block
+                    module.get_logger().setLevel("ERROR")
+                    module.config.list_physical_devices()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _quiet_tensorflow_import() -> None:
+    if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlow())
+
+
 @contextlib.contextmanager
-def _quiet_native_logs():
-    """Swallow TensorFlow's native start-up noise on file descriptor 2; keep everything else."""
+def _quiet_native_logs(keep: bool = True):
+    """Swallow TensorFlow's native start-up noise on file descriptor 2; keep everything else
+    (``keep=False``: drop it all, e.g. the converter's MLIR diagnostics, which its exception
+    carries anyway)."""
     if os.environ.get("COMPRESSWIDGETS_TF_LOGS", "") in _TRUE:
         yield
         return
@@ -109,7 +145,7 @@ def _quiet_native_logs():
             kept = [
                 line
                 for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True)
-                if line.strip() and not _NOISE.match(line)
+                if keep and line.strip() and not _NOISE.match(line)
             ]
             if kept:
                 sys.stderr.write("".join(kept))

@@ -83,7 +83,7 @@ def convert_model(kind: str, path: str, mode: str, representative_path: str | No
         from compresswidgets.tflite import _retry_fixed, configure, fixed_input_spec
 
         tf = _keras.tf()
-        with _keras._quiet_native_logs():
+        with _keras._quiet_native_logs(keep=False):  # the exception has the converter's words
             if kind != "keras":
                 converter = tf.lite.TFLiteConverter.from_saved_model(path)
                 configure(converter, tf, mode, representative_path)

@@ -254,8 +254,11 @@ class Variant:
                 if name in seen:  # the backward kernel of a Bidirectional: one row a layer
                     continue
                 seen.add(name)
-                rows.append({"layer": name, "path": t.layer, "class": cls, "params": t.params,
-                             "sparsity": t.sparsity, "distinct": t.distinct})
+                row = {"layer": name, "path": t.layer, "class": cls, "params": t.params,
+                       "sparsity": t.sparsity, "distinct": t.distinct}
+                if top in recurrent:  # its input and recurrent kernels (both directions)
+                    row.update(_recurrent_kernels(recurrent[top]), path=top)
+                rows.append(row)
             if self.is_quantized:
                 errors = {e.layer: e for e in self.quantization_error}
                 for row in rows:
@@ -384,6 +387,17 @@ class Variant:
         variant._saved_code = document.get("code")
         variant._saved_lineage = document.get("lineage", [])
         return variant
+
+
+def _recurrent_kernels(layer: Any) -> dict[str, Any]:
+    """Parameters, sparsity and distinct values over a recurrent layer's kernels: the input
+    kernel and the recurrent kernel (of both directions for a Bidirectional), as pruned and
+    clustered by tfmot."""
+    values = np.concatenate([
+        np.asarray(w.numpy()).ravel() for w in layer.weights
+        if w.name.rsplit("/", 1)[-1].split(":")[0] in ("kernel", "recurrent_kernel")])
+    return {"params": int(values.size), "sparsity": float(np.mean(values == 0)),
+            "distinct": int(np.unique(values).size)}
 
 
 def _walk(model: Any) -> list[Any]:

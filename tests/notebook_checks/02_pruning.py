@@ -1,11 +1,12 @@
 """What notebooks/02_pruning.ipynb must show once executed.
 
 Quoted in its prose and asserted here: the float .tflite size (134,932 B, unchanged by pruning),
-the exact sparsity of one-shot pruning (50.0 %, 80.0 %), 43 steps per epoch and the schedules
-the Workbench derives from them (end_step=64, frequency=8; constant: frequency=21), the
-tutorial-style schedule that never fires (0.0 %) or stops short (18.9 %), 2:4 with two zeros
-in every group of four and 49.1 % over all kernels, the panel's default layers and 77.8 %, and
-896 of 32,640 kernel weights (2.7 %) in the first and last layers.
+the panel's default layers, which are wb.prune's default too (its note names what it left out),
+and 77.8 %; the exact sparsity of one-shot pruning of every layer (50.0 %, 80.0 %), 43 steps per
+epoch and the schedules the Workbench derives from them (end_step=64, frequency=8; constant:
+frequency=21), the tutorial-style schedule that never fires (0.0 %) or stops short (18.9 %), 2:4
+refusing conv2d (one input channel), two zeros in every group of four and 49.1 % over all
+kernels, and 896 of 32,640 kernel weights (2.7 %) in the first and last layers.
 """
 
 import re
@@ -37,6 +38,10 @@ def check(nb, text: str) -> None:
     assert "PruningPanel" in bundle["text/html"] and "data:image/png" in bundle["text/html"]
     # its headless twin: the ticked layers (tiny ones left out) and the sparsity they give
     assert "ticked layers: ['conv2d_1', 'conv2d_2', 'dense']" in text
+    # ... which are wb.prune's default, with a note on what it left out
+    assert "pruned layers: ['conv2d_1', 'conv2d_2', 'dense']" in text
+    assert ("note: Left out by default (under 1,024 weights): conv2d (640), dense_1 (330). "
+            "Name them in layers=[...] to include them.") in text
     assert re.search(r"80% ticked layers, 2 epochs: accuracy [\d.]+% \(original [\d.]+%\), "
                      r"sparsity of all kernels 77\.8%", text)
 
@@ -75,7 +80,9 @@ def check(nb, text: str) -> None:
     _, one_shot, poly, const = _accuracies(_cell(nb, "layer_table(original, one_shot_80, poly_80"))
     assert poly > (one_shot + original) / 2 and const > (one_shot + original) / 2  # "most of it"
 
-    # 2:4: conv2d (one input channel) left out, two zeros per group of four, 49.1 %
+    # 2:4: conv2d (one input channel) refused, two zeros per group of four, 49.1 %
+    assert ("ValueError: structure='2:4' zeros two of every four input channels, so a layer's "
+            "input channels must be a multiple of 4; 'conv2d' has 1.") in text
     assert "pruned layers: ['conv2d_1', 'conv2d_2', 'dense', 'dense_1']" in text
     groups = re.findall(r"zeros per group of 4 = (\[.*?\])", text)
     assert groups == ["[2]"] * 4, groups
