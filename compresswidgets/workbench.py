@@ -294,7 +294,9 @@ class Workbench:
             target_sparsity: fraction of each selected kernel set to zero, in [0, 1).
             schedule: ``"polynomial"`` (sparsity ramps up) or ``"constant"``.
             structure: ``None`` or ``"2:4"`` (two zeros in every four weights; 50 %).
-            layers: names, a predicate, or None for every prunable layer.
+            layers: names, a predicate, or None: every layer tfmot can prune that has at least
+                1,024 weights (the panel's default too); the variant's notes say what was
+                left out.
             epochs: fine-tuning epochs; 0 prunes once by magnitude without training.
             progress: called after every batch with a :class:`Progress`; may stop the run.
         """
@@ -326,6 +328,8 @@ class Workbench:
             clusters: distinct values per kernel, at least 2.
             init: ``"kmeans++"``, ``"linear"``, ``"random"`` or ``"density-based"``.
             preserve_sparsity: keep zeros zero (use on a pruned base).
+            layers: names, a predicate, or None: as for :meth:`prune`, the clusterable layers
+                with at least 1,024 weights (and at least ``clusters`` kernel weights).
         """
         base_variant = self._base(base, "Clustering")
         model = base_variant.keras_model
@@ -353,10 +357,14 @@ class Workbench:
         fallback), ``"int8-only"`` (int8 input and output), ``"int16x8"``, ``"qat"``
         (quantization-aware training for ``epochs``; on a pruned or clustered base it keeps
         their sparsity/clusters). Calibrated modes draw ``representative_samples`` from the
-        training split.
+        training split. For QAT, ``layers=None`` annotates every layer tfmot's
+        ``quantize_model`` accepts (BatchNorm after a conv is folded) and leaves the ones it
+        rejects in float, named in the notes; recurrent models are refused (use a
+        post-training mode).
 
         Raises:
-            ConversionError: the converter's message, if it refuses the model.
+            ConversionError: one sentence (op, reason, fix); ``.details`` has the converter's
+                output. Nothing is added to the Workbench.
         """
         base_variant = self._base(base, "Quantization")
         model = base_variant.keras_model
