@@ -39,6 +39,8 @@ _LAZY = {
     "BenchmarkPanel": "compresswidgets.widgets.benchmark",
     "Studio": "compresswidgets.widgets.studio",
     "KerasSetupWarning": "compresswidgets._keras",
+    "BridgeError": "compresswidgets._bridge",
+    "to_tf_keras": "compresswidgets._bridge",
     "Workbench": "compresswidgets.workbench",
     "Comparison": "compresswidgets.workbench",
     "Variant": "compresswidgets.variant",
@@ -54,6 +56,7 @@ __all__ = [
     "BenchmarkPanel",
     "BenchmarkReport",
     "BenchmarkRow",
+    "BridgeError",
     "ClusteringPanel",
     "Comparison",
     "ConversionError",
@@ -77,9 +80,11 @@ __all__ = [
     "demo_model",
     "inspect_weights",
     "load_model",
+    "to_tf_keras",
 ]
 
 if TYPE_CHECKING:
+    from compresswidgets._bridge import BridgeError, to_tf_keras
     from compresswidgets._keras import KerasSetupWarning
     from compresswidgets._training import Progress, TrainingStopped
     from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow, benchmark

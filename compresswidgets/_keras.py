@@ -170,6 +170,9 @@ def keras() -> ModuleType:
     tf()
     with _quiet_native_logs():
         import tf_keras
+    from compresswidgets import _bridge
+
+    _bridge.register_activations(tf_keras)
     return tf_keras
 
 

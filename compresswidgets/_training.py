@@ -222,6 +222,11 @@ def compile_settings(reference: Any, data: Data, learning_rate: float | None,
     k = _keras.keras()
     optimizer = getattr(reference, "optimizer", None)
     loss = getattr(reference, "loss", None)
+    user_metrics = _compiled_metrics(reference)
+    if optimizer is not None and loss is not None and _keras.keras_flavour(reference) == "keras3":
+        from compresswidgets import _bridge  # its twin is fine-tuned: with tf_keras objects
+
+        optimizer, loss, user_metrics = _bridge.compile_objects(optimizer, loss, user_metrics)
     if optimizer is not None and loss is not None and not isinstance(optimizer, str):
         config = _plain(optimizer.get_config())
         config.pop("name", None)
@@ -232,7 +237,6 @@ def compile_settings(reference: Any, data: Data, learning_rate: float | None,
         cls = type(optimizer)
         stock = getattr(k.optimizers, cls.__name__, None) is cls
         loss_wire, loss_code, loss_ok = _describe(loss, k.losses, "keras.losses")
-        user_metrics = _compiled_metrics(reference)
         described = [_describe(m, k.metrics, "keras.metrics") for m in user_metrics]
         return CompileSettings(
             cls, config, loss_wire, loss_code, tuple(d[0] for d in described),

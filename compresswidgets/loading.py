@@ -1,9 +1,9 @@
 """Loading a user's saved model: ``.keras``, ``.h5`` or a SavedModel folder.
 
 tfmot needs tf_keras (Keras 2) models, so files are loaded with tf_keras. A ``.keras`` file
-saved by Keras 3 cannot be: it is loaded with Keras 3 instead, with a warning that says what
-works on it (inspection, post-training quantization) and what does not (pruning, clustering,
-QAT) and how to fix that. Every failure says what was passed, what is expected and the fix.
+saved by Keras 3 cannot be: it is loaded with Keras 3 instead, and the Workbench bridges it to
+tf_keras (see ``compresswidgets._bridge``); only a subclassed Keras 3 model gets a warning that
+says what works on it. Every failure says what was passed, what is expected and the fix.
 
 Example:
     >>> model = cw.load_model("my_model.keras")          # doctest: +SKIP
@@ -118,13 +118,15 @@ def _load_keras3(where: Path, version: str, custom_objects: Any, compile: bool) 
                                         compile=compile)
     except (TypeError, ValueError) as exc:
         raise ValueError(_explain(str(where), exc)) from exc
-    warnings.warn(
-        f"{where.name} was saved by Keras {version}, so it is loaded as a Keras 3 model. The "
-        "inspector and post-training quantization (dynamic, float16, int8, int16x8) work on "
-        "it; pruning, clustering and QAT need tf_keras (tfmot 0.8.1 cannot wrap Keras 3 "
-        "layers). To use them, build the same layers with `import tf_keras as keras` and copy "
-        "the weights: m2.set_weights(model.get_weights()).",
-        _keras.KerasSetupWarning, stacklevel=3)
+    if type(model).__name__ not in ("Functional", "Sequential"):  # the bridge needs a config
+        warnings.warn(
+            f"{where.name} was saved by Keras {version} and holds a subclassed model "
+            f"({type(model).__name__}), so it is loaded as a Keras 3 model that the inspector "
+            "and post-training quantization (dynamic, float16, int8, int16x8) work on. "
+            "Pruning, clustering and QAT need its layers as a config (tfmot wraps tf_keras "
+            "layers, and compresswidgets translates Sequential and functional Keras 3 models "
+            "to tf_keras): rebuild it with the functional API to use them.",
+            _keras.KerasSetupWarning, stacklevel=3)
     return model
 
 

@@ -29,6 +29,10 @@ class Context:
     data: Data
     metric: MetricSpec
     preamble: str
+    #: for a Keras 3 model: its verified tf_keras twin (:class:`compresswidgets._bridge.Bridged`)
+    #: and a private Keras 3 clone (the architecture :meth:`Variant.to_keras3` rebuilds)
+    bridge: Any = None
+    keras3_model: Any = None
 
 
 def safe_filename(name: str, limit: int = 80) -> str:
@@ -72,11 +76,15 @@ class Variant:
     def __init__(self, name: str, recipe: dict[str, Any], *, parent: Variant | None = None,
                  keras_model: Any = None, tflite: bytes | None = None, mode: str = "float32",
                  context: Context | None = None, notes: tuple[str, ...] = (),
-                 code_step: str = "", metrics: dict[str, Any] | None = None) -> None:
+                 code_step: str = "", metrics: dict[str, Any] | None = None,
+                 export_model: Any = None) -> None:
         self._name = name
         self._recipe = MappingProxyType(dict(recipe))
         self._parent = parent
         self._keras_model = keras_model
+        # what is converted to .tflite when not keras_model: the Keras 3 model itself, for
+        # the original of a bridged Workbench (its own export path, as the user would)
+        self._export_model = export_model
         self._tflite = tflite
         self._mode = mode
         self._context = context
@@ -94,8 +102,27 @@ class Variant:
 
     @property
     def recipe(self) -> dict[str, Any]:
-        """Technique, every parameter, and the parent's name."""
-        return {**self._recipe, "parent": self._parent.name if self._parent else None}
+        """Technique, every parameter, and the parent's name (and ``bridged_from: "keras3"``
+        when the weights went through the Keras 3 bridge)."""
+        recipe = {**self._recipe, "parent": self._parent.name if self._parent else None}
+        if self.bridged:
+            recipe["bridged_from"] = "keras3"
+        return recipe
+
+    @property
+    def bridged(self) -> bool:
+        """True when this variant's Keras model is (made from) the tf_keras twin of a Keras 3
+        model; a post-training quantization of the original converts the Keras 3 model."""
+        if self._context is None or self._context.bridge is None:
+            return False
+        ptq = self.is_quantized and self._recipe.get("mode") != "qat"
+        return not (ptq and self._parent is not None and self._parent._parent is None)
+
+    @property
+    def export_model(self) -> Any:
+        """The Keras model that is converted to .tflite (the user's Keras 3 model for the
+        original of a bridged Workbench; else :attr:`keras_model`)."""
+        return self._export_model if self._export_model is not None else self._keras_model
 
     @property
     def technique(self) -> str:
@@ -153,10 +180,10 @@ class Variant:
         if self._tflite is None:
             if self._conversion_error is not None:
                 raise self._conversion_error
-            if self._keras_model is None:
+            if self.export_model is None:
                 raise tfl.ConversionError(f"Variant {self._name!r} has no model to convert.")
             try:
-                self._tflite = tfl.convert(self._keras_model, self._mode)
+                self._tflite = tfl.convert(self.export_model, self._mode)
             except tfl.ConversionError as exc:
                 self._conversion_error = exc
                 raise
@@ -326,8 +353,7 @@ class Variant:
         preamble = self._context.preamble if self._context else (
             "# model = ...  (your tf_keras model)\n# x_train, y_train, x_test, y_test = ...")
         parts = [f"# Reproduces the compresswidgets variant {self._name!r}.", HEADER, preamble]
-        for step in self.lineage[1:]:
-            parts.append(step._code_step)
+        parts.extend(step._code_step for step in self.lineage if step._code_step)
         if not self.is_quantized:
             parts.append("# The .tflite file (float32) that size_bytes and gzipped_bytes measure.\n"
                          + "\n".join(_float_converter(
@@ -335,21 +361,64 @@ class Variant:
         parts.append('with open("model.tflite", "wb") as f:\n    f.write(tflite_model)')
         return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
+    # ------------------------------------------------------------------ Keras 3
+    def to_keras3(self) -> Any:
+        """This variant as a Keras 3 model: the architecture the user brought, with this
+        variant's weights (zeros and clusters kept), its outputs verified against
+        :attr:`keras_model` on the test data. For variants of a Keras 3 model only.
+
+        Example:
+            >>> p = wb.prune(0.8, epochs=2)                      # doctest: +SKIP
+            >>> p.to_keras3().save("pruned.keras")               # doctest: +SKIP
+        """
+        from compresswidgets import _bridge
+
+        ctx = self._context
+        if ctx is None or ctx.keras3_model is None:
+            raise ValueError(
+                f"Variant {self._name!r} was not made from a Keras 3 model, so there is no "
+                "Keras 3 architecture to return it in. Its keras_model is a tf_keras model: "
+                "save it with `variant.keras_model.save('model.keras')` or use the .tflite.")
+        if self.is_quantized:
+            raise ValueError(
+                f"Variant {self._name!r} is quantized: its int8/float16 weights exist only in "
+                f"its .tflite (variant.save(...) writes it). For a Keras 3 model take its float "
+                f"parent: wb[{self._parent.name if self._parent else 'original'!r}]"
+                ".to_keras3().")
+        model = self._weights_model()
+        if ctx.bridge is None or model is None:
+            return _bridge.keras3_clone(ctx.keras3_model)
+        return _bridge.to_keras3(model, ctx.keras3_model, ctx.data.x_test, ctx.bridge.names)
+
     # ------------------------------------------------------------------ files
-    def save(self, folder: str | Path) -> Path:
-        """Write ``<name>.tflite`` and ``<name>.json`` (recipe, lineage, metrics) to ``folder``.
+    def save(self, folder: str | Path, *, keras: bool | None = None) -> Path:
+        """Write ``<name>.tflite`` and ``<name>.json`` (recipe, lineage, metrics) to ``folder``,
+        and ``<name>.keras``: by default for a variant of a Keras 3 model (a Keras 3 file, from
+        :meth:`to_keras3`); ``keras=True`` for a tf_keras variant too, ``False`` never.
 
         The file name is the variant's name made safe for any file system. Returns the JSON path.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         stem = safe_filename(self._name)
+        from_keras3 = self._context is not None and self._context.keras3_model is not None
+        if keras is None:
+            keras = from_keras3 and not self.is_quantized
+        if keras:
+            if from_keras3:
+                self.to_keras3().save(folder / f"{stem}.keras")
+            elif self._keras_model is not None:
+                self._keras_model.save(folder / f"{stem}.keras")
+            else:
+                raise ValueError(f"Variant {self._name!r} has no Keras model to write as "
+                                 ".keras (it is quantized: its .tflite is the model).")
         blob = self.tflite
         metrics = self.metrics()
         document = {
             "format": FORMAT, "name": self._name, "recipe": self.recipe,
             "lineage": [v.recipe | {"name": v.name} for v in self.lineage],
             "metrics": metrics, "notes": list(self._notes), "tflite": f"{stem}.tflite",
+            "keras": f"{stem}.keras" if keras else None,
             "code": self.code,
         }
         (folder / f"{stem}.tflite").write_bytes(blob)

@@ -20,6 +20,7 @@ import ctypes
 import functools
 import gc
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from compresswidgets import _keras, _worker
+from compresswidgets import _bridge, _keras, _worker
 from compresswidgets import tflite as tfl
 from compresswidgets._data import (
     Metric,
@@ -145,13 +146,28 @@ class Workbench:
         check_against_model(self.data, model)
         self._reference = model  # read for its compile settings only
         self.batch_size = int(batch_size)
+        bridged, keras3, self._bridge_error = None, None, None
+        if flavour == "keras3":  # tfmot needs tf_keras: a verified twin for the techniques
+            keras3 = clone_with_weights(model)
+            try:
+                bridged = _bridge.bridge(model, self.data.x_test)
+            except _bridge.BridgeError as exc:
+                self._bridge_error = exc  # inspection and post-training quantization still work
         self._context = Context(
             data=self.data, metric=metric_spec(metric, metric_name, greater_is_better,
                                                self.data),
-            preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model)))
+            preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model),
+                               bridged is not None),
+            bridge=bridged, keras3_model=keras3)
+        # a Keras 3 model converts itself (its own export), unless TensorFlow cannot take
+        # its layer names: then its twin, which computes the same, does
+        export = keras3 if bridged is not None and not bridged.names else None
         self.original = Variant("original", {"technique": "original", "model": model.name},
-                                keras_model=clone_with_weights(model), context=self._context,
-                                code_step="")
+                                keras_model=bridged.model if bridged else keras3 or
+                                clone_with_weights(model),
+                                export_model=export, context=self._context,
+                                notes=bridged.notes if bridged else (),
+                                code_step=_bridge_code() if bridged else "")
         self._variants: list[Variant] = [self.original]
         self._scratch: str | None = None
 
@@ -205,6 +221,52 @@ class Workbench:
                 raise ValueError(f"name must be a non-empty string, but got {name!r}.")
             return self._unique(name.strip())
         return self._unique(step if base is self.original else f"{base.name} > {step}")
+
+    def _tfmot_model(self, base: Variant, technique: str) -> Any:
+        """The base's Keras model for tfmot: a tf_keras model (a Keras 3 model's twin), or the
+        reason there is none."""
+        if self._bridge_error is not None and base is self.original:
+            raise _bridge.BridgeError(
+                f"{technique} works on a tf_keras twin of a Keras 3 model, and this one could "
+                f"not be made: {self._bridge_error}") from self._bridge_error
+        require_tfmot_model(base.keras_model, technique)
+        return base.keras_model
+
+    @property
+    def bridge(self) -> _bridge.Bridged | None:
+        """For a Keras 3 model: its verified tf_keras twin (``.model``, ``.names``,
+        ``.max_error``), which pruning, clustering and QAT work on; else None."""
+        return self._context.bridge
+
+    @property
+    def bridge_error(self) -> _bridge.BridgeError | None:
+        """Why a Keras 3 model could not be bridged (then only inspection and post-training
+        quantization work on it); None otherwise."""
+        return self._bridge_error
+
+    def user_name(self, layer: str) -> str:
+        """A layer's name as the user wrote it (the twin of a Keras 3 model may spell it
+        differently for TensorFlow: ``dense_1`` for ``"dense 1"``)."""
+        bridged = self._context.bridge
+        return bridged.user_name(layer) if bridged is not None else layer
+
+    def _user_text(self, *notes: str) -> tuple[str, ...]:
+        """Notes with the twin's layer names spelled as the user wrote them."""
+        bridged = self._context.bridge
+        if bridged is None or not bridged.names:
+            return tuple(notes)
+        pattern = re.compile(r"(?<![\w.>/-])(" + "|".join(
+            re.escape(n) for n in sorted(bridged.names, key=len, reverse=True)) + r")(?![\w.>/-])")
+        return tuple(pattern.sub(lambda m: bridged.names[m.group(1)], n) for n in notes)
+
+    def _user_layers(self, layers: LayerSelection) -> LayerSelection:
+        """Layer names as the user wrote them (``"dense 1"``) -> the twin's names."""
+        bridged = self._context.bridge
+        if bridged is None or not bridged.names or layers is None or callable(layers):
+            return layers
+        if isinstance(layers, str):
+            return bridged.safe_name(layers)
+        return [bridged.safe_name(n) if isinstance(n, str) else n for n in layers]
 
     def _add(self, variant: Variant) -> Variant:
         self._variants.append(variant)
@@ -301,8 +363,8 @@ class Workbench:
             progress: called after every batch with a :class:`Progress`; may stop the run.
         """
         base_variant = self._base(base, "Pruning")
-        model = base_variant.keras_model
-        require_tfmot_model(model, "Pruning")
+        model = self._tfmot_model(base_variant, "Pruning")
+        layers = self._user_layers(layers)
         params = pruning.validate(model, self.data, target_sparsity=target_sparsity,
                                   schedule=schedule, structure=structure, layers=layers,
                                   epochs=epochs, batch_size=self.batch_size)
@@ -314,7 +376,7 @@ class Workbench:
         step = f"prune {params.target_sparsity:.0%}" + (" 2:4" if structure else "")
         return self._add(Variant(
             self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
-            keras_model=result, context=self._context, notes=(*params.notes, *notes),
+            keras_model=result, context=self._context, notes=self._user_text(*params.notes, *notes),
             code_step=pruning.code(params, settings)))
 
     @_releasing
@@ -332,8 +394,8 @@ class Workbench:
                 with at least 1,024 weights (and at least ``clusters`` kernel weights).
         """
         base_variant = self._base(base, "Clustering")
-        model = base_variant.keras_model
-        require_tfmot_model(model, "Clustering")
+        model = self._tfmot_model(base_variant, "Clustering")
+        layers = self._user_layers(layers)
         params = clustering.validate(model, self.data, clusters=clusters, init=init,
                                      preserve_sparsity=preserve_sparsity, layers=layers,
                                      epochs=epochs, batch_size=self.batch_size)
@@ -343,7 +405,7 @@ class Workbench:
         step = f"cluster {params.clusters}"
         return self._add(Variant(
             self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
-            keras_model=result, context=self._context, notes=(*params.notes, *notes),
+            keras_model=result, context=self._context, notes=self._user_text(*params.notes, *notes),
             code_step=clustering.code(params, settings)))
 
     @_releasing
@@ -369,7 +431,8 @@ class Workbench:
         base_variant = self._base(base, "Quantization")
         model = base_variant.keras_model
         if mode == "qat":
-            require_tfmot_model(model, "Quantization-aware training")
+            model = self._tfmot_model(base_variant, "Quantization-aware training")
+            layers = self._user_layers(layers)
         params = quantization.validate(model, self.data, mode=mode,
                                        representative_samples=representative_samples,
                                        epochs=epochs, layers=layers, batch_size=self.batch_size,
@@ -381,7 +444,7 @@ class Workbench:
             qat, notes, converted = self._apply("qat", model, params, settings, progress)
             variant = Variant(label, params.as_dict(), parent=base_variant, keras_model=qat,
                               tflite=converted.get("tflite"), mode="qat",
-                              context=self._context, notes=(*params.notes, *notes),
+                              context=self._context, notes=self._user_text(*params.notes, *notes),
                               code_step=quantization.code(params, settings))
             try:
                 if "conversion_error" in converted:
@@ -394,7 +457,8 @@ class Workbench:
                 _warn(note)
             return self._add(variant)
         samples = quantization.representative(self.data, params.representative_samples)
-        blob = tfl.convert(model, mode, representative=samples)  # ConversionError: nothing added
+        # a ConversionError leaves nothing added
+        blob = tfl.convert(base_variant.export_model, mode, representative=samples)
         return self._add(Variant(
             label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
             context=self._context,
@@ -439,7 +503,20 @@ def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def _preamble(demo: bool) -> str:
+def _bridge_code() -> str:
+    return ("# A Keras 3 model: tfmot 0.8.1 wraps tf_keras layers only, so compresswidgets\n"
+            "# rebuilds it in tf_keras (the same layers, its weights copied by name) and checks\n"
+            "# that both compute the same outputs on x_test, within 1e-5.\n"
+            "import compresswidgets as cw\n\n"
+            "keras3_model = model\n"
+            "model = cw.to_tf_keras(keras3_model, x_test)")
+
+
+def _preamble(demo: bool, keras3: bool = False) -> str:
+    if keras3:
+        return ("# Your Keras 3 model and data (this Workbench was given them directly):\n"
+                "# model = keras3.saving.load_model(...)   (import keras as keras3)\n"
+                "# x_train, y_train, x_test, y_test = ...")
     if demo:
         return ("# The demo model and data; replace with your own tf_keras model and arrays.\n"
                 "import compresswidgets as cw\n\n"

@@ -53,19 +53,20 @@ def test_not_a_model(saved, tmp_path):
         cw.load_model(42)
 
 
-def test_a_keras3_file_loads_with_keras3_and_says_what_works(tmp_path, demo):
+def test_a_keras3_file_loads_with_keras3_and_goes_through_the_bridge(tmp_path, demo):
     import keras
 
     k3 = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                            keras.layers.Dense(10, activation="softmax")])
     k3.save(tmp_path / "k3.keras")
-    with pytest.warns(cw.KerasSetupWarning, match="Keras 3"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cw.KerasSetupWarning)  # nothing to warn about now
         loaded = cw.load_model(tmp_path / "k3.keras")
     assert _keras.keras_flavour(loaded) == "keras3"
     assert np.allclose(loaded.get_weights()[0], k3.get_weights()[0])
-    wb = cw.Workbench(loaded, demo[1])
-    with pytest.raises(ValueError, match="tf_keras"):
-        wb.prune(0.5)
+    wb = cw.Workbench(loaded, demo[1])  # straight into the bridge
+    assert wb.bridge is not None and wb.original.recipe["bridged_from"] == "keras3"
+    assert wb.prune(0.5, epochs=0).sparsity == pytest.approx(0.5, abs=0.01)
     assert wb.quantize("dynamic").is_quantized  # post-training quantization works
 
 

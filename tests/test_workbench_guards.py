@@ -210,20 +210,25 @@ def test_subclassed_models_get_ptq_only(keras, demo):
     assert wb.quantize("dynamic").size_bytes > 0
 
 
-def test_keras3_models_get_ptq_only(demo):
+def test_a_keras3_model_that_cannot_be_bridged_gets_ptq_only(demo):
     import keras as keras3
 
-    # the demo architecture in Keras 3, with the demo's trained weights
+    class Relu(keras3.layers.Layer):  # a custom Keras 3 layer has no tf_keras twin
+        def call(self, x):
+            return keras3.ops.relu(x)
+
+    # the demo architecture in Keras 3 with the demo's trained weights
     layers = keras3.layers
     model = keras3.Sequential([
         keras3.Input((8, 8, 1)), layers.Conv2D(64, 3, activation="relu"),
         layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(32, 3, activation="relu"),
-        layers.Flatten(), layers.Dense(32, activation="relu"),
+        layers.Flatten(), layers.Dense(32), Relu(name="act"),
         layers.Dense(10, activation="softmax")])
     model.set_weights(demo[0].get_weights())
     wb = cw.Workbench(model, demo[1])
+    assert wb.bridge is None and "'act' (Relu: a custom layer)" in str(wb.bridge_error)
     for fn in (lambda: wb.prune(0.5), lambda: wb.cluster(4), lambda: wb.quantize("qat")):
-        refused(wb, fn, ValueError, r"needs a tf_keras \(Keras 2\) model.*Rebuild")
+        refused(wb, fn, cw.BridgeError, r"works on a tf_keras twin of a Keras 3 model.*")
     # the .tflite carries the weights (tf.saved_model.save on Keras 3 used to drop them)
     assert wb.original.tflite_accuracy == pytest.approx(wb.original.keras_accuracy, abs=0.005)
     assert wb.original.keras_accuracy > 0.9

@@ -19,11 +19,9 @@ def require_tfmot_model(model: Any, technique: str) -> None:
     if flavour == "keras3":
         raise ValueError(
             f"{technique} needs a tf_keras (Keras 2) model, but this one was built with Keras 3 "
-            "(tfmot 0.8.1 cannot wrap Keras 3 layers). Rebuild the same architecture with "
-            "`import tf_keras as keras` and copy the weights: "
-            "`m2 = <same layers built with tf_keras>; m2.set_weights(model.get_weights())`. "
-            "Post-training quantization (quantize('dynamic'), 'float16', 'int8', ...) works "
-            "with Keras 3 models as they are."
+            "(tfmot 0.8.1 cannot wrap Keras 3 layers). Give it to cw.Workbench(model, data) or "
+            "cw.Studio, which work on its verified tf_keras twin, or make the twin yourself: "
+            "`cw.to_tf_keras(model, x_test)`."
         )
     if not (getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential"):
         raise ValueError(
@@ -43,10 +41,12 @@ def clone_with_weights(model: Any) -> Any:
     node by node from its layer configs instead.
     """
     if _keras.keras_flavour(model) == "keras3":
-        import keras
+        from compresswidgets._bridge import keras3_clone
 
-        copy = keras.models.clone_model(model)
-    elif getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential":
+        if type(model).__name__ not in ("Functional", "Sequential"):
+            return model  # subclassed: as below
+        return keras3_clone(model)
+    if getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential":
         try:
             copy = _keras.keras().models.clone_model(model)
         except (ValueError, TypeError, KeyError) as exc:

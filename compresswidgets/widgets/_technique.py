@@ -52,6 +52,7 @@ class TechniquePanel(widgets.VBox):
     layers_title = ""  # "" = no layer checklist
     apply_icon = "play"
     apply_tooltip = "Apply to a copy; the base is untouched"
+    needs_tfmot = True  # pruning, clustering: a tf_keras model (a Keras 3 model's twin)
 
     def __init__(self, workbench: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -88,7 +89,7 @@ class TechniquePanel(widgets.VBox):
         # options before the links: a linked Dropdown must hold the trait's value
         self._base.options = self._eligible_variants()
         layers = self._layers_of_base()
-        self._preview.options = [layer.name for layer in layers]
+        self._preview.options = self._preview_options(layers)
         if layers:  # the biggest layer shows the most
             self.preview_layer = max(layers, key=lambda layer: layer.count_params()).name
         traitlets.link((self, "base"), (self._base, "value"))
@@ -180,8 +181,9 @@ class TechniquePanel(widgets.VBox):
             boxes = []
             for layer in self._checklist_layers():
                 size = layer_size(layer)
+                user = self.workbench.user_name(layer.name)
                 box = widgets.Checkbox(value=self._ticked_by_default(layer, size), indent=False,
-                                       description=f"{layer.name} · {type(layer).__name__} · "
+                                       description=f"{user} · {type(layer).__name__} · "
                                                    f"{size:,} params")
                 box.layer_name = layer.name
                 boxes.append(box)
@@ -192,10 +194,26 @@ class TechniquePanel(widgets.VBox):
             self._layers_note.value = "".join(f"<div style='color:#666'>{esc(n)}</div>"
                                               for n in notes if n)
         names = [layer.name for layer in layers]
-        self._preview.options = names
-        if self.preview_layer not in names and names:
-            self.preview_layer = max(layers, key=lambda layer: layer.count_params()).name
+        self._preview.options = self._preview_options(layers)
+        if self.preview_layer not in names:
+            self.preview_layer = (max(layers, key=lambda layer: layer.count_params()).name
+                                  if names else "")
+        self._error.value = error_html(self._unavailable) if self._unavailable else ""
         self._safe_preview()
+
+    def _preview_options(self, layers: list[Any]) -> list[tuple[str, str]]:
+        """(the user's spelling, the model's name) of each layer; a placeholder when there is
+        none (a Dropdown linked to the trait must hold its value)."""
+        user = self.workbench.user_name
+        return [(user(layer.name), layer.name) for layer in layers] or [("(none)", "")]
+
+    @property
+    def _unavailable(self) -> Exception | None:
+        """Why this technique cannot act on the base at all (a Keras 3 model that could not
+        be bridged to tf_keras), shown in the panel; None when it can."""
+        if not self.needs_tfmot or self.base != "original":
+            return None
+        return self.workbench.bridge_error
 
     @property
     def selected_layers(self) -> list[str]:
@@ -315,8 +333,9 @@ class TechniquePanel(widgets.VBox):
         if quantized:
             header += ["TFLite dtype", "max |error|", "SNR dB"]
         table = []
+        user = self.workbench.user_name
         for r in rows:
-            line = [r["layer"], r["class"], f"{r['params']:,}", f"{r['sparsity']:.1%}",
+            line = [user(r["layer"]), r["class"], f"{r['params']:,}", f"{r['sparsity']:.1%}",
                     f"{r['distinct']:,}"]
             if quantized:
                 line += [r.get("tflite_dtype") or "-",

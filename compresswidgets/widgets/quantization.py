@@ -12,6 +12,7 @@ import traitlets
 from compresswidgets.preview import int8_preview
 from compresswidgets.techniques import quantization
 from compresswidgets.tflite import CALIBRATED
+from compresswidgets.widgets._controls import error_html
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 __all__ = ["QuantizationPanel"]
@@ -92,10 +93,15 @@ class QuantizationPanel(TechniquePanel):
             + ("On a pruned or clustered base QAT keeps their zeros and clusters (PQAT, CQAT, "
                "PCQAT). " if qat else "")
             + "Quantize last: the result is a .tflite model.</span>")
+        self._error.value = error_html(self._unavailable) if self._unavailable else ""
         self._safe_preview()
 
     def _checklist_layers(self) -> list[Any]:
         return [layer for layer in self._base_model().layers if layer.weights]
+
+    @property
+    def _unavailable(self) -> Exception | None:
+        return super()._unavailable if self.mode == "qat" else None  # PTQ converts anything
 
     def _ticked_by_default(self, layer: Any, size: int) -> bool:
         key = self.base

@@ -81,3 +81,18 @@ def wait_changed(page, img, old_src: str, timeout_ms: int = 30_000) -> None:
     page.wait_for_function(
         "([el, old]) => el.getAttribute('src') !== old && el.complete && el.naturalWidth > 0",
         arg=[img.element_handle(), old_src], timeout=timeout_ms)
+
+
+SETTLED = """([el, quiet]) => {
+    const now = Date.now(), src = el.getAttribute('src');
+    if (el.__cwSrc !== src) { el.__cwSrc = src; el.__cwSince = now; }
+    return el.complete && el.naturalWidth > 0 && now - el.__cwSince >= quiet;
+}"""
+
+
+def wait_settled(page, img, quiet_ms: int = 1500, timeout_ms: int = 60_000) -> None:
+    """Until ``img`` has not changed for ``quiet_ms``: every value the front end sent has
+    reached the kernel and been drawn (ipywidgets holds back a slider's last values while the
+    kernel is busy, and a click sent meanwhile would overtake them)."""
+    page.wait_for_function(SETTLED, arg=[img.element_handle(), quiet_ms], polling=100,
+                           timeout=timeout_ms)

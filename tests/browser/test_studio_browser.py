@@ -10,7 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from _ui import open_notebook, run_all, wait_changed, wait_idle, wait_image, wait_visible
+from _ui import (
+    open_notebook,
+    run_all,
+    wait_changed,
+    wait_idle,
+    wait_image,
+    wait_settled,
+    wait_visible,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "img"
@@ -52,6 +60,7 @@ def move_slider(page, panel, label: str, key: str, times: int, *, click: bool = 
     for _ in range(times):
         handle.press(key)
     wait_changed(page, preview, old)
+    wait_settled(page, preview)
 
 
 WATCH = """el => {

@@ -37,15 +37,19 @@ def check(nb, text: str) -> None:
     _agree(text, r"dynamic: accuracy ([\d.]+)% \(Keras model: ([\d.]+)%\)\n")
     assert "ValueError: Keras could not rebuild " in text and "custom_objects" in text
     assert "DigitsNet, same weights: True" in text
-    # case 2: Keras 3
-    assert "ValueError: Pruning needs a tf_keras (Keras 2) model, but this one was built " \
-           "with Keras 3" in text
-    assert "KerasSetupWarning: keras3.keras was saved by Keras 3" in text
-    assert "loaded: keras.src.models.sequential Sequential" in text
-    assert "Model 'sequential' (keras3)" in text  # inspected
+    # a Keras 3 model: bridged, pruned, brought back as a .keras file
+    found = re.search(r"twin: tf_keras, largest difference from the Keras 3 model's outputs "
+                      r"(\S+) \(1e-5 allowed\)", text)
+    assert found and float(found.group(1)) <= 1e-5
+    assert re.search(r"prune 50%: sparsity 48\.6%, accuracy [\d.]+% \(original [\d.]+%\), "
+                     r"recipe says bridged from keras3", text)
+    assert "['prune_50.json', 'prune_50.keras', 'prune_50.tflite']" in text
+    assert re.search(r"loaded: keras\.src\.models\.sequential Sequential \| \w+ zeros: "
+                     r"50\.0% \| same weights as the variant: True", text)
+    assert "KerasSetupWarning" not in text  # a Keras 3 file is nothing to warn about now
+    assert "(keras3)" in text  # inspected
     assert "the .tflite agrees with the Keras model" in text  # Keras 3 converts with weights
-    assert re.search(r"same weights: True; prune 50%: sparsity 48\.6%; dynamic: accuracy", text)
-    # case 3: no such file, and the listing of what is there
+    # case 2: no such file, and the listing of what is there
     assert "FileNotFoundError: No model at 'my_model.keras': nothing exists there." in text
     assert re.search(r"FileNotFoundError: No model at '.*digits\.kears'.*Model files in .*: "
                      r"digits\.h5, digits\.keras", text)

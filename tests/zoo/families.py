@@ -4,7 +4,7 @@ synthetic data (seeded; nothing is downloaded). Each builder returns a :class:`Z
 The models are tiny on purpose (the whole matrix runs in minutes on 2 cores), but they have
 the structure that breaks tools: BatchNorm after conv, depthwise kernels, residual adds,
 recurrent layers, a UNet with a custom Python loss and an IoU metric, a regression head,
-custom and Lambda layers, layers renamed after building.
+custom and Lambda layers, layers renamed after building, and a Keras 3 model.
 """
 
 from __future__ import annotations
@@ -301,8 +301,44 @@ def renamed() -> ZooModel:
     return ZooModel("renamed", model, data)
 
 
+def smoothed_crossentropy(y_true: Any, y_pred: Any) -> Any:
+    """A custom loss written with Keras 3 ops (label smoothing by hand)."""
+    import keras
+
+    ops = keras.ops
+    onehot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 4) * 0.9 + 0.025
+    return -ops.mean(ops.sum(onehot * ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1))
+
+
+def keras3() -> ZooModel:
+    """A Keras 3 model (``import keras``, what TensorFlow installs): Conv-BN-ReLU, a depthwise
+    conv on a residual add, compiled with Keras 3's Adam and a loss written in ``keras.ops``.
+    tfmot cannot wrap it: the Workbench works on its verified tf_keras twin."""
+    import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(_SEED % 2**31)
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization(momentum=0.8)(x)
+    x = layers.ReLU()(x)
+    y = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.Add()([x, layers.Activation("relu")(y)])
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.1)(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="keras3_cnn")
+    data = _split(*_images(384, 16, 3), test=96)
+    model.compile(keras.optimizers.Adam(3e-3), loss=smoothed_crossentropy,
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=6)
+    return ZooModel("keras3", model, data)
+
+
 FAMILIES: dict[str, Callable[[], ZooModel]] = {
     "mobilenet": mobilenet, "residual": residual, "lstm": lstm, "gru": gru,
     "bidirectional": bidirectional, "conv1d_lstm": conv1d_lstm, "unet": unet,
     "regression": regression, "custom_layers": custom_layers, "renamed": renamed,
+    "keras3": keras3,
 }
