@@ -116,6 +116,16 @@ def bridge(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Bridged:
         raise BridgeError(
             f"The bridge translates Keras 3 models, but got {_keras.describe(model)}. "
             "A tf_keras model needs no bridge: pass it as it is.")
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise BridgeError(
+            f"This Keras 3 model runs on the {backend!r} backend, but tfmot and the TFLite "
+            "converter are TensorFlow tools: the bridge, the fine-tuning and the conversion run "
+            "on TensorFlow tensors. Set KERAS_BACKEND=tensorflow before Python starts and load "
+            "the model there (its .keras file loads the same with any backend); the inspector "
+            "works on it as it is.")
     if type(model).__name__ not in ("Functional", "Sequential"):
         raise BridgeError(
             f"{getattr(model, 'name', 'This model')!r} is a subclassed Keras 3 model "

@@ -6,8 +6,9 @@ Every other module reaches Keras through the accessors here, so that
   (tfmot 0.8.1 only understands Keras 2, i.e. the ``tf_keras`` package);
 * TensorFlow's C++ start-up chatter (oneDNN, CUDA probing, CPU feature notes) is kept out of
   the user's notebook unless ``COMPRESSWIDGETS_TF_LOGS=1`` asks for it;
-* a session where TensorFlow was already imported with Keras 3 as ``tf.keras`` gets one clear
-  warning with the fix, instead of confusing tfmot errors later.
+* a session where TensorFlow was already imported with Keras 3 as ``tf.keras`` still gets
+  every technique: tfmot imports ``tf_keras`` itself, and Keras 3 models go through the bridge
+  (``_bridge.py``), so nothing needs a warning there (measured: prune, cluster, QAT, PTQ).
 
 Importing this module is cheap: TensorFlow itself is imported on first use of :func:`tf`.
 """
@@ -38,7 +39,8 @@ class KerasSetupWarning(UserWarning):
     """TensorFlow was set up in a way that limits what compresswidgets can do."""
 
 
-#: True when TensorFlow was imported before us with Keras 3 as ``tf.keras``.
+#: True when ``tf.keras`` is Keras 3 in this session (TensorFlow imported first, or
+#: ``TF_USE_LEGACY_KERAS=0``); models built with it are bridged like any Keras 3 model.
 keras3_is_tf_keras = False
 
 
@@ -56,33 +58,15 @@ def configure_environment() -> None:
         current = os.environ.get("TF_USE_LEGACY_KERAS")
         if current is None:
             os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        elif current not in _TRUE:
-            warnings.warn(
-                f"TF_USE_LEGACY_KERAS is set to {current!r}, so TensorFlow will use Keras 3 as "
-                "tf.keras. Weight inspection still works, but pruning, clustering and "
-                "quantization-aware training (tfmot) need Keras 2. Fix: unset the variable or "
-                "set TF_USE_LEGACY_KERAS=1 before starting Python.",
-                KerasSetupWarning,
-                stacklevel=3,
-            )
+        elif current not in _TRUE:  # the user's choice: tf.keras will be Keras 3 (bridged)
             keras3_is_tf_keras = True
         return
     legacy = getattr(tf_mod, "_tf_uses_legacy_keras", None)
     if legacy is None:  # older layouts: ask tf.keras itself
         with contextlib.suppress(Exception):
             legacy = tf_mod.keras.__name__.startswith("tf_keras")
-    if legacy is False:
+    if legacy is False:  # TensorFlow came first: tf.keras is Keras 3, which is bridged
         keras3_is_tf_keras = True
-        warnings.warn(
-            "TensorFlow was imported before compresswidgets without TF_USE_LEGACY_KERAS=1, so "
-            "tf.keras is Keras 3 in this session. Weight inspection works with any model, but "
-            "pruning, clustering and quantization-aware training (tfmot 0.8.1) need models "
-            "built with tf_keras. Fix: restart the kernel and import compresswidgets before "
-            "tensorflow (or set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported), then "
-            "build the model with `import tf_keras as keras`.",
-            KerasSetupWarning,
-            stacklevel=3,
-        )
 
 
 class _QuietTensorFlow:

@@ -178,3 +178,10 @@ def test_the_twin_goes_back_to_keras3_with_its_weights():
     assert [layer.name for layer in back.layers] == [layer.name for layer in model.layers]
     np.testing.assert_array_equal(back.get_layer(conv.name).kernel.numpy(), kernel)
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(bridged.model(x)), atol=1e-6)
+
+
+def test_another_backend_is_refused_with_the_fix(monkeypatch):
+    model = _seq((4,), L.Dense(2))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(cw.BridgeError, match=r"'jax' backend.*KERAS_BACKEND=tensorflow"):
+        _bridge.bridge(model, _inputs((4,)))

@@ -64,6 +64,9 @@ def test_prune_cluster_and_pcqat_chain_on_a_keras3_model(k3):
     assert q.is_quantized and q.recipe["bridged_from"] == "keras3"
     assert q.accuracy > 0.8 and q.size_bytes < 0.4 * wb.original.size_bytes
     assert p.gzipped_bytes < wb.original.gzipped_bytes
+    report = wb.benchmark([wb.original, q], runs=5, warmup=1)
+    assert [r.variant for r in report.rows] == ["original", q.name]
+    assert all(r.median_ms > 0 and r.size_bytes for r in report.rows)
 
 
 def test_a_variant_goes_back_to_keras3_and_into_a_keras_file(k3, tmp_path):

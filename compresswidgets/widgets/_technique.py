@@ -208,6 +208,11 @@ class TechniquePanel(widgets.VBox):
         return [(user(layer.name), layer.name) for layer in layers] or [("(none)", "")]
 
     @property
+    def _shown_layer(self) -> str:
+        """The previewed layer as the user wrote its name (for titles)."""
+        return self.workbench.user_name(self.preview_layer)
+
+    @property
     def _unavailable(self) -> Exception | None:
         """Why this technique cannot act on the base at all (a Keras 3 model that could not
         be bridged to tf_keras), shown in the panel; None when it can."""
@@ -365,7 +370,8 @@ class TechniquePanel(widgets.VBox):
         skip = zeros > SPARSE
         label = "after" + (f" ({zeros:.0%} zeros, not shown)" if skip else "")
         ax = self._result_fig.clear()
-        self._overlay(ax, before, after, label, f"{layer}: result of {variant.name}",
+        self._overlay(ax, before, after, label,
+                      f"{self.workbench.user_name(layer)}: result of {variant.name}",
                       color=GREEN, exclude_zeros=skip, now="before")
         self._result_fig.render()
         self._result_fig.widget.layout.display = None

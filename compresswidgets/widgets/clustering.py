@@ -97,7 +97,7 @@ class ClusteringPanel(TechniquePanel):
         label = f"after: {values} values" + (" incl. zero" if keep_zeros else "")
         how = "k-means" if iterations else "centroids as placed (no fine-tuning)"
         self._overlay(ax, kernel, after, label + (" (zeros not shown)" if sparse else ""),
-                      f"{self.preview_layer}: {self.clusters} clusters, {how}",
+                      f"{self._shown_layer}: {self.clusters} clusters, {how}",
                       exclude_zeros=sparse, bins=128)
 
     def _engine(self, progress: Any) -> Any:

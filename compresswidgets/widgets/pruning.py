@@ -76,7 +76,7 @@ class PruningPanel(TechniquePanel):
         sparsity = self._sparsity_value
         self._overlay(ax, kernel, prune_preview(kernel, sparsity),
                       f"after {sparsity:.0%} (zeros not shown)",
-                      f"{self.preview_layer}: one-shot magnitude pruning", exclude_zeros=True)
+                      f"{self._shown_layer}: one-shot magnitude pruning", exclude_zeros=True)
 
     def _engine(self, progress: Any) -> Any:
         return self.workbench.prune(

@@ -140,7 +140,7 @@ class QuantizationPanel(TechniquePanel):
         error = float(np.max(np.abs(after - kernel))) if kernel.size else 0.0
         self._overlay(ax, kernel, after, f"{what}: max |error| {error:.2e}, "
                       f"SNR {_snr_db(kernel, after):.1f} dB",
-                      f"{self.preview_layer}: weights after {what} rounding", bins=128,
+                      f"{self._shown_layer}: weights after {what} rounding", bins=128,
                       exclude_zeros=float(np.mean(kernel == 0)) > SPARSE)
 
     def _engine(self, progress: Any) -> Any:
