@@ -4,6 +4,12 @@ panels and the Studio work, and what cannot be bridged is said where the user lo
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -88,22 +94,38 @@ def test_a_variant_goes_back_to_keras3_and_into_a_keras_file(k3, tmp_path):
         q.to_keras3()
 
 
-def test_the_code_of_a_bridged_variant_runs_and_reproduces_it(k3, tmp_path, monkeypatch):
+def test_the_code_of_a_bridged_variant_runs_in_a_fresh_process(k3, tmp_path):
     model, wb, _ = k3
     p = wb.prune(0.6, epochs=1, name="pruned for the code")
     assert "cw.to_tf_keras(keras3_model, x_test)" in p.code
-    monkeypatch.chdir(tmp_path)  # the code writes model.tflite where it runs
-    x_train, y_train, x_test, _ = wb.data
-    namespace = {"model": model, "x_train": x_train, "y_train": y_train, "x_test": x_test}
-    exec(compile(p.code, "variant_code", "exec"), namespace)
-    made = namespace["model"]
-    assert _keras.keras_flavour(made) == "tf_keras"
-    assert [type(layer).__name__ for layer in made.layers] == [
-        type(layer).__name__ for layer in p.keras_model.layers]
-    for name in p.recipe["layers"]:
-        assert float(np.mean(kernel_of(made.get_layer(name)).numpy() == 0)) == pytest.approx(
-            0.6, abs=0.02)
-    assert isinstance(namespace["tflite_model"], bytes)
+    model.save(tmp_path / "mine.keras")
+    np.savez(tmp_path / "data.npz", **dict(zip(("x_train", "y_train", "x_test", "y_test"),
+                                               wb.data, strict=True)))
+    # the user's own lines (the code leaves them as comments), then the code as shown
+    script = textwrap.dedent("""
+        import os
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import keras as keras3
+        import numpy as np
+        model = keras3.saving.load_model("mine.keras")
+        x_train, y_train, x_test, y_test = (np.load("data.npz")[k] for k in
+                                            ("x_train", "y_train", "x_test", "y_test"))
+    """) + p.code + textwrap.dedent(f"""
+        import json
+        print(json.dumps({{"classes": [type(layer).__name__ for layer in model.layers],
+                          "sparsity": {{n: float(np.mean(model.get_layer(n).kernel.numpy() == 0))
+                                       for n in {list(p.recipe["layers"])!r}}},
+                          "tflite": len(tflite_model)}}))
+    """)
+    (tmp_path / "variant.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "variant.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    made = json.loads(out.stdout.strip().splitlines()[-1])
+    assert made["classes"] == [type(layer).__name__ for layer in p.keras_model.layers]
+    assert made["sparsity"] and all(abs(v - 0.6) <= 0.02 for v in made["sparsity"].values())
+    assert abs(made["tflite"] - p.size_bytes) < 0.05 * p.size_bytes
 
 
 def test_the_users_keras3_model_is_untouched(k3):
