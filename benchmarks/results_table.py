@@ -51,7 +51,7 @@ def main() -> int:
         acc = v.tflite_accuracy
         lines.append(
             f"| {label} | {acc:.2%} | {acc - ref.tflite_accuracy:+.2%} | {v.size_bytes:,} | "
-            f"{v.gzipped_bytes:,} | {ref.gzipped_bytes / v.gzipped_bytes:.1f}x |")
+            f"{v.gzipped_bytes:,} | {v.gzipped_ratio:.1f}x |")
     lines += [
         "",
         f"Python {platform.python_version()}, TensorFlow {cw._keras.tf().__version__}, "

@@ -46,7 +46,8 @@ _RENAMED = {"LeakyReLU": {"negative_slope": "alpha"},
 #: position).
 _WEIGHT_NAMES = {"DepthwiseConv2D": {"kernel": "depthwise_kernel"}}
 #: Keras 3 activation names tf_keras spells differently, or defines differently (tf_keras'
-#: hard_sigmoid is 0.2x + 0.5, Keras 3's relu6(x + 3) / 6): see :func:`register_activations`.
+#: hard_sigmoid is 0.2x + 0.5, Keras 3's relu6(x + 3) / 6): see
+#: :func:`compresswidgets._keras.register_activations`.
 _ACTIVATIONS = {"silu": "swish", **{name: f"compresswidgets>{name}" for name in (
     "hard_silu", "hard_swish", "hard_sigmoid", "relu6", "leaky_relu", "log_softmax")}}
 #: Values of a Keras 3 argument tf_keras lacks that mean "the default": dropping it is exact.
@@ -177,32 +178,6 @@ def to_keras3(tfk_model: Any, like: Any, x: Any, names: dict[str, str] | None = 
     verify(copy, tfk_model, x, user_to_safe, tolerance)
     return copy
 
-
-def register_activations(keras2: Any) -> None:
-    """Keras 3's activations that tf_keras lacks, as registered tf_keras functions (so that a
-    bridged model's config names them in every process that imports compresswidgets)."""
-    tf = _keras.tf()
-
-    def hard_sigmoid(x: Any) -> Any:
-        return tf.nn.relu6(x + 3.0) / 6.0
-
-    def hard_silu(x: Any) -> Any:
-        return x * tf.nn.relu6(x + 3.0) / 6.0
-
-    def leaky_relu(x: Any, negative_slope: float = 0.2) -> Any:
-        return tf.nn.leaky_relu(x, alpha=negative_slope)
-
-    def log_softmax(x: Any, axis: int = -1) -> Any:
-        return tf.nn.log_softmax(x, axis=axis)
-
-    functions = {"hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
-                 "relu6": tf.nn.relu6, "leaky_relu": leaky_relu, "log_softmax": log_softmax}
-    for name, function in functions.items():
-        def activation(x: Any, _f: Any = function) -> Any:
-            return _f(x)
-
-        activation.__name__ = name
-        keras2.saving.register_keras_serializable("compresswidgets", name)(activation)
 
 
 def compile_objects(optimizer: Any, loss: Any, metrics: list[Any]) -> tuple[Any, Any, list[Any]]:

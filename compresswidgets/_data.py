@@ -105,9 +105,10 @@ def check_against_model(data: Data, model: Any) -> None:
         )
 
 
-def default_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Classification accuracy: argmax for softmax/logit outputs; for one sigmoid unit per
-    sample or per pixel (a mask), the fraction of elements on the right side of 0.5."""
+def default_metric(y_true: np.ndarray, y_pred: np.ndarray, threshold: float = 0.5) -> float:
+    """Classification accuracy: argmax for softmax/logit outputs; for one unit per sample or
+    per pixel (a mask), the fraction of elements on the right side of ``threshold`` (0.5
+    for a sigmoid's probabilities, 0 for logits)."""
     y_pred = np.asarray(y_pred)
     y_true = np.asarray(y_true)
     if y_pred.ndim >= 2 and y_pred.shape[-1] > 1:
@@ -115,7 +116,7 @@ def default_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1]:
             y_true = np.argmax(y_true, axis=-1)  # one-hot labels
         return float(np.mean(predicted == y_true.reshape(predicted.shape)))
-    predicted = (y_pred.reshape(len(y_pred), -1) > 0.5).astype(np.int64)
+    predicted = (y_pred.reshape(len(y_pred), -1) > threshold).astype(np.int64)
     return float(np.mean(predicted == y_true.reshape(predicted.shape)))
 
 
@@ -171,10 +172,16 @@ def continuous(y: np.ndarray) -> bool:
     return y.dtype.kind == "f" and not bool(np.all(np.mod(y, 1) == 0))
 
 
+def _logit_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return default_metric(y_true, y_pred, threshold=0.0)
+
+
 def metric_spec(metric: Any, name: str | None, greater_is_better: bool | None,
-                data: Data) -> MetricSpec:
+                data: Data, logits: bool = False) -> MetricSpec:
     """The Workbench's metric: the user's, else accuracy for class labels and masks, else
-    (continuous targets: regression) mean absolute error, lower is better."""
+    (continuous targets: regression) mean absolute error, lower is better. With ``logits``
+    (the model ends without a sigmoid, as it is trained with ``from_logits=True``), a
+    single-unit output is judged on the side of 0 rather than of 0.5."""
     if metric is not None and not callable(metric):
         raise TypeError(f"metric must be a callable metric(y_true, y_pred) -> float, but got "
                         f"{describe(metric)}. Pass a function, e.g. metric=my_iou.")
@@ -187,7 +194,7 @@ def metric_spec(metric: Any, name: str | None, greater_is_better: bool | None,
             raise ValueError(
                 f"greater_is_better={greater_is_better} contradicts the default metric "
                 f"({spec.name}, {spec.direction}). Pass it together with your own metric=.")
-        return MetricSpec(spec.function, name or spec.name, spec.greater_is_better,
-                          spec.fraction)
+        function = _logit_accuracy if logits and spec is ACCURACY else spec.function
+        return MetricSpec(function, name or spec.name, spec.greater_is_better, spec.fraction)
     return MetricSpec(metric, name or getattr(metric, "__name__", "metric"),
                       True if greater_is_better is None else greater_is_better, False)

@@ -154,10 +154,36 @@ def keras() -> ModuleType:
     tf()
     with _quiet_native_logs():
         import tf_keras
-    from compresswidgets import _bridge
-
-    _bridge.register_activations(tf_keras)
+    register_activations(tf_keras)
     return tf_keras
+
+
+def register_activations(keras2: Any) -> None:
+    """Keras 3's activations that tf_keras lacks, as registered tf_keras functions (so that a
+    bridged model's config names them in every process that imports compresswidgets)."""
+    tensorflow = tf()
+
+    def hard_sigmoid(x: Any) -> Any:
+        return tensorflow.nn.relu6(x + 3.0) / 6.0
+
+    def hard_silu(x: Any) -> Any:
+        return x * tensorflow.nn.relu6(x + 3.0) / 6.0
+
+    def leaky_relu(x: Any, negative_slope: float = 0.2) -> Any:
+        return tensorflow.nn.leaky_relu(x, alpha=negative_slope)
+
+    def log_softmax(x: Any, axis: int = -1) -> Any:
+        return tensorflow.nn.log_softmax(x, axis=axis)
+
+    functions = {"hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
+                 "relu6": tensorflow.nn.relu6, "leaky_relu": leaky_relu, "log_softmax": log_softmax}
+    for name, function in functions.items():
+        def activation(x: Any, _f: Any = function) -> Any:
+            return _f(x)
+
+        activation.__name__ = name
+        keras2.saving.register_keras_serializable("compresswidgets", name)(activation)
+
 
 
 @functools.cache

@@ -194,6 +194,12 @@ def _fresh(metric: Any) -> Any:
     return metric
 
 
+def outputs_logits(model: Any) -> bool:
+    """Whether the model ends without a softmax or sigmoid (default losses then take
+    ``from_logits=True``, and a single-unit output is read on the side of 0)."""
+    return _last_activation(model) not in ("softmax", "sigmoid")
+
+
 def _last_activation(model: Any) -> str:
     last = model.layers[-1] if getattr(model, "layers", None) else None
     if last is None:
@@ -248,7 +254,7 @@ def compile_settings(reference: Any, data: Data, learning_rate: float | None,
     metrics: tuple[str, ...] = ("accuracy",)
     y = data.y_train
     out_dim = model_output_dim(reference)
-    logits = _last_activation(reference) not in ("softmax", "sigmoid")
+    logits = outputs_logits(reference)
     if continuous(y):
         name = "MeanSquaredError"
     elif out_dim == 1:

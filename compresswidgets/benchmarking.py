@@ -31,6 +31,7 @@ from typing import Any
 
 from compresswidgets._data import MetricSpec
 from compresswidgets._keras import describe
+from compresswidgets.techniques._common import check_number
 from compresswidgets.tflite import ConversionError
 from compresswidgets.variant import Variant, safe_filename
 
@@ -144,10 +145,10 @@ class BenchmarkReport:
         return "\n".join(lines)
 
 
-def _check_count(name: str, value: Any, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, but got {value!r}. {hint}")
-    return value
+def _check_count(name: str, value: Any, hint: str, low: int = 1) -> int:
+    """A TypeError for what is not a whole number, a ValueError below ``low`` (as every
+    number a technique takes)."""
+    return check_number(name, value, low, 1_000_000, integer=True, hint=hint)
 
 
 def _variant_list(variants: Any) -> list[Variant]:
@@ -191,12 +192,11 @@ def benchmark(
     thread_counts = [threads] if isinstance(threads, int) else list(threads)
     if not thread_counts:
         raise ValueError("threads is empty. Pass e.g. threads=(1,) or threads=(1, 2).")
-    for t in thread_counts:
-        _check_count("threads", t, "Pass e.g. threads=(1, 2).")
-    _check_count("runs", runs, "Pass e.g. runs=50.")
-    _check_count("batch", batch, "Pass e.g. batch=1.")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a whole number >= 0, but got {warmup!r}.")
+    thread_counts = [_check_count("threads", t, "Pass e.g. threads=(1, 2).")
+                     for t in thread_counts]
+    runs = _check_count("runs", runs, "Pass e.g. runs=50.")
+    batch = _check_count("batch", batch, "Pass e.g. batch=1.")
+    _check_count("warmup", warmup, "Pass e.g. warmup=5.", low=0)
     report = BenchmarkReport(metric=next((v.metric for v in chosen if v.metric), None))
     total = len(chosen) * len(thread_counts)
     index = 0

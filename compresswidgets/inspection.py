@@ -289,7 +289,7 @@ class WeightReport:
         if not -len(self.tensors) <= int(item) < len(self.tensors):
             raise IndexError(
                 f"Tensor index {item} is out of range: this report has {len(self.tensors)} "
-                "tensors (0 to {len(self.tensors) - 1})."
+                f"tensors (0 to {len(self.tensors) - 1})."
             )
         return int(item) % len(self.tensors)
 
@@ -549,6 +549,20 @@ def _check_range(value: Any) -> tuple[float, float] | None:
             "Pass e.g. range=(-0.5, 0.5), or range=None to span the tensor's finite values."
         )
     return lo, hi
+
+
+def snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """Signal-to-noise ratio of ``approximation`` against ``reference``, in dB (inf when
+    they are equal; 0 for an all-zero reference).
+
+    Example:
+        >>> round(snr_db(np.array([1.0, 2.0]), np.array([1.0, 2.1])), 1)
+        27.0
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    noise = float(np.sum((np.asarray(approximation, dtype=np.float64) - reference) ** 2))
+    signal = float(np.sum(reference ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
 
 
 def histogram_of(

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compresswidgets.techniques._common import check_choice
+from compresswidgets.techniques.clustering import INITS
+
 __all__ = ["KMeans1D", "int8_preview", "kmeans_1d", "prune_preview", "pruned_count"]
 
 
@@ -105,9 +108,7 @@ def kmeans_1d(values: np.ndarray, k: int, *, init: str = "kmeans++", iterations:
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a whole number >= 1, but got {k!r}.")
-    if init not in ("kmeans++", "linear", "random", "density-based"):
-        raise ValueError(f"Unknown init {init!r}. Expected one of 'kmeans++', 'linear', "
-                         "'random', 'density-based'.")
+    check_choice("init", init, INITS)
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
     flat = flat[np.isfinite(flat)]
     if exclude_zeros:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,63 +20,26 @@ from typing import Any
 
 import numpy as np
 
-from compresswidgets import _keras, _worker
+from compresswidgets import _converter, _jobs, _keras, _process
+from compresswidgets._converter import (
+    CALIBRATED,
+    MODES,
+    ConversionError,
+    converter_code,
+    fixed_input_spec,
+    summarise,
+)
 from compresswidgets._data import Metric, default_metric
+from compresswidgets.inspection import snr_db
 
-__all__ = ["MODES", "ConversionError", "convert", "dequantized_kernels", "evaluate",
-           "fixed_batch", "quantization_error", "sizes"]
-
-#: Converter settings by name; "float32" is the plain conversion used to size Keras variants.
-MODES = ("float32", "dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
-#: Modes that need representative data from the training split.
-CALIBRATED = ("int8", "int8-only", "int16x8")
-
-
-class ConversionError(RuntimeError):
-    """The TFLite converter refused a model.
-
-    ``str(error)`` is one readable sentence (the op, the reason, the fix); ``error.details``
-    is the converter's full output, for a bug report or a closer look.
-    """
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.details = details or message
-
-
-#: Converter failures that a fixed input shape (batch 1) avoids: recurrent layers' tensor
-#: lists need a static element shape (Keras LSTM/GRU in TF 2.21).
-_SHAPE_FAILURE = re.compile(r"TensorList\w*' op requires element_shape to be static|"
-                            r"requires element_shape to be static")
-_ERROR_LINE = re.compile(r"(?:^|\n)[^\n]*?error: ([^\n]+)")
-
-
-def summarise(mode: str, text: str) -> ConversionError:
-    """The converter's multi-line dump as one sentence (op, reason, fix) + the full text."""
-    found = _ERROR_LINE.search(text)
-    reason = (found.group(1) if found else text.strip().splitlines()[-1] if text.strip()
-              else "no message").strip().rstrip(".")
-    op = re.search(r"'((?:tf|tfl)\.\w+)' op", reason)
-    if op:
-        reason = reason.replace(f"'{op.group(1)}' op ", "")
-        what = f"op {op.group(1)} {reason}"
-    else:
-        what = reason[:300]
-    if _SHAPE_FAILURE.search(text):
-        fix = ("Recurrent layers need a fixed input shape: convert with a fixed batch "
-               "(compresswidgets does this by itself for Keras models; pass a model with a "
-               "fixed input shape if you convert yourself).")
-    elif "Select TensorFlow op" in text or "TFLITE_BUILTINS" in text or "not supported" in text:
-        fix = ("The op has no TFLite builtin kernel: replace the layer that makes it, or keep "
-               "that part of the model outside TFLite.")
-    else:
-        fix = "The converter's full output is in the error's .details."
-    return ConversionError(f"The TFLite converter failed ({mode}): {what}. {fix}", text)
+__all__ = ["CALIBRATED", "MODES", "ConversionError", "convert", "converter_code",
+           "dequantized_kernels", "evaluate", "fixed_batch", "quantization_error", "sizes",
+           "summarise"]
 
 
 def shutdown() -> None:
     """Stop the worker process (a new one starts with the next job)."""
-    _worker.shutdown()
+    _process.shutdown()
 
 
 def convert(model: Any, mode: str = "float32", representative: np.ndarray | None = None) -> bytes:
@@ -108,8 +70,8 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
             rep_path = os.path.join(folder, "representative.npy")
             np.save(rep_path, np.asarray(representative, dtype=np.float32))
         result = None
-        if _portable(model):  # rebuilt and converted in the worker: nothing traced here
-            _worker.write_model(model, folder)
+        if _jobs.portable(model):  # rebuilt and converted in the worker: nothing traced here
+            _jobs.write_model(model, folder)
             key = _architecture(folder)
             result = _run(("keras", folder, mode, rep_path, key in _NEEDS_FIXED_BATCH))
             if result.get("fixed"):  # variants of this architecture go straight to batch 1
@@ -118,7 +80,7 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
             saved = os.path.join(folder, "saved_model")
             _export(model, saved)
             result = _run(("saved_model", saved, mode, rep_path))
-            if "error" in result and _retry_fixed(model, result["error"]):
+            if "error" in result and _converter.retry_fixed(model, result["error"]):
                 shutil.rmtree(saved, ignore_errors=True)
                 _export(model, saved, batch=1)
                 result = _run(("saved_model", saved, mode, rep_path))
@@ -162,22 +124,6 @@ def _architecture(folder: str) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def _retry_fixed(model: Any, error: str) -> bool:
-    """Whether a failed dynamic-batch conversion is worth a second try with batch 1."""
-    shape = getattr(model, "input_shape", None)
-    return (bool(_SHAPE_FAILURE.search(error)) and isinstance(shape, tuple) and bool(shape)
-            and shape[0] is None)
-
-
-def fixed_input_spec(model: Any, batch: int) -> list[Any]:
-    """The model's input as a ``tf.TensorSpec`` with a fixed batch (single-input models)."""
-    tf = _keras.tf()
-    shape = tuple(model.input_shape)
-    dtype = getattr(model.inputs[0], "dtype", "float32") if getattr(model, "inputs", None) \
-        else "float32"
-    return [tf.TensorSpec([batch, *shape[1:]], tf.as_dtype(dtype), name="input")]
-
-
 def fixed_batch(tflite: bytes) -> int | None:
     """The batch a .tflite was converted for, or None when its batch is dynamic.
 
@@ -188,41 +134,6 @@ def fixed_batch(tflite: bytes) -> int | None:
     detail = interpreter(tflite).get_input_details()[0]
     signature = detail.get("shape_signature", detail["shape"])
     return None if len(signature) == 0 or signature[0] == -1 else int(signature[0])
-
-
-def configure(converter: Any, tf: Any, mode: str, representative_path: str | None) -> None:
-    """Apply the converter settings of a mode (the same settings Variant.code shows)."""
-    if mode == "float32":
-        return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode in ("dynamic", "qat"):
-        return
-    if mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-        return
-    samples = np.load(representative_path) if representative_path else None
-
-    def representative_dataset():
-        for i in range(len(samples)):
-            yield [samples[i : i + 1].astype(np.float32)]
-
-    converter.representative_dataset = representative_dataset
-    if mode == "int8-only":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    elif mode == "int16x8":
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-
-
-def _portable(model: Any) -> bool:
-    """A tf_keras Sequential/functional model of built-in layers: rebuildable from its JSON."""
-    if _keras.keras_flavour(model) != "tf_keras":
-        return False
-    if not (getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential"):
-        return False
-    return all(type(layer).__module__.startswith("tf_keras.") for layer in model.layers)
 
 
 def _export(model: Any, path: str, batch: int | None = None) -> None:
@@ -249,8 +160,8 @@ def _export(model: Any, path: str, batch: int | None = None) -> None:
 
 def _run(request: tuple) -> dict[str, Any]:
     try:
-        return _worker.call(("convert", *request))
-    except _worker.WorkerDied as exc:
+        return _jobs.convert(*request)
+    except _process.WorkerDied as exc:
         crashed = "crashed" in str(exc)
         raise ConversionError(
             f"The TFLite converter process died while converting ({request[2]}), twice: "
@@ -430,10 +341,8 @@ def quantization_error(model: Any, tflite: bytes) -> list[WeightError]:
     errors = []
     for name, weight, reference, restored, dtype in _matched(model, tflite):
         diff = restored.astype(np.float64) - reference
-        noise = float(np.sum(diff * diff))
-        signal = float(np.sum(reference.astype(np.float64) ** 2))
-        snr = math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
-        errors.append(WeightError(name, weight, dtype, float(np.max(np.abs(diff))), snr))
+        errors.append(WeightError(name, weight, dtype, float(np.max(np.abs(diff))),
+                                  snr_db(reference, restored)))
     return errors
 
 

@@ -77,7 +77,10 @@ class Variant:
                  keras_model: Any = None, tflite: bytes | None = None, mode: str = "float32",
                  context: Context | None = None, notes: tuple[str, ...] = (),
                  code_step: str = "", metrics: dict[str, Any] | None = None,
-                 export_model: Any = None) -> None:
+                 export_model: Any = None,
+                 conversion_error: tfl.ConversionError | None = None,
+                 saved_code: str | None = None,
+                 saved_chain: list[dict[str, Any]] | None = None) -> None:
         self._name = name
         self._recipe = MappingProxyType(dict(recipe))
         self._parent = parent
@@ -90,10 +93,11 @@ class Variant:
         self._context = context
         self._notes = tuple(notes)
         self._code_step = code_step
+        # computed on first use and kept (a Variant's inputs never change after this)
         self._metrics: dict[str, Any] = dict(metrics or {})
-        self._conversion_error: tfl.ConversionError | None = None
-        self._saved_code: str | None = None
-        self._saved_lineage: list[dict[str, Any]] = []
+        self._conversion_error = conversion_error
+        self._saved_code = saved_code
+        self._saved_chain = [dict(step) for step in saved_chain] if saved_chain else None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -123,6 +127,20 @@ class Variant:
         """The Keras model that is converted to .tflite (the user's Keras 3 model for the
         original of a bridged Workbench; else :attr:`keras_model`)."""
         return self._export_model if self._export_model is not None else self._keras_model
+
+    @property
+    def recipe_chain(self) -> list[dict[str, Any]]:
+        """The recipe of every step from the original to this variant, each with its name
+        (as saved by :meth:`save`, so a loaded variant keeps it)."""
+        if self._saved_chain is not None:
+            return [dict(step) for step in self._saved_chain]
+        return [v.recipe | {"name": v.name} for v in self.lineage]
+
+    @property
+    def conversion_error(self) -> tfl.ConversionError | None:
+        """Why this variant has no .tflite (e.g. a QAT model the converter refused), once
+        known; None otherwise."""
+        return self._conversion_error
 
     @property
     def technique(self) -> str:
@@ -213,6 +231,20 @@ class Variant:
     def gzipped_bytes(self) -> int:
         self._sizes()
         return self._metrics["gzipped_bytes"]
+
+    # the one definition of "x smaller", used by compare(), the panels and the Studio
+    @property
+    def size_ratio(self) -> float:
+        """The original's .tflite bytes ÷ this variant's .tflite bytes (1.0 for the
+        original; as saved, for a loaded variant)."""
+        return self._cached("size_ratio", lambda: self.lineage[0].size_bytes / self.size_bytes)
+
+    @property
+    def gzipped_ratio(self) -> float:
+        """The original's gzipped bytes ÷ this variant's gzipped bytes: what sparsity and
+        clusters buy once the file is compressed (as saved, for a loaded variant)."""
+        return self._cached("gzipped_ratio",
+                            lambda: self.lineage[0].gzipped_bytes / self.gzipped_bytes)
 
     # ------------------------------------------------------------------ accuracy
     @property
@@ -335,7 +367,8 @@ class Variant:
         out = {
             "accuracy": self.accuracy, "keras_accuracy": self.keras_accuracy,
             "tflite_accuracy": self.tflite_accuracy, "size_bytes": self.size_bytes,
-            "gzipped_bytes": self.gzipped_bytes, "params": self.params,
+            "gzipped_bytes": self.gzipped_bytes, "size_ratio": self.size_ratio,
+            "gzipped_ratio": self.gzipped_ratio, "params": self.params,
             "sparsity": self.sparsity, "layers": self.layers,
             "tflite_batch": self.tflite_batch,
         }
@@ -416,7 +449,7 @@ class Variant:
         metrics = self.metrics()
         document = {
             "format": FORMAT, "name": self._name, "recipe": self.recipe,
-            "lineage": [v.recipe | {"name": v.name} for v in self.lineage],
+            "lineage": self.recipe_chain,
             "metrics": metrics, "notes": list(self._notes), "tflite": f"{stem}.tflite",
             "keras": f"{stem}.keras" if keras else None,
             "code": self.code,
@@ -451,11 +484,9 @@ class Variant:
         blob_path = path.parent / Path(str(document["tflite"])).name  # never outside the folder
         recipe = dict(document["recipe"])
         recipe.pop("parent", None)
-        variant = cls(document["name"], recipe, tflite=blob_path.read_bytes(),
-                      notes=tuple(document.get("notes", ())), metrics=document["metrics"])
-        variant._saved_code = document.get("code")
-        variant._saved_lineage = document.get("lineage", [])
-        return variant
+        return cls(document["name"], recipe, tflite=blob_path.read_bytes(),
+                   notes=tuple(document.get("notes", ())), metrics=document["metrics"],
+                   saved_code=document.get("code"), saved_chain=document.get("lineage"))
 
 
 def _recurrent_kernels(layer: Any) -> dict[str, Any]:
@@ -487,9 +518,7 @@ def keras_predict(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def _float_converter(fixed_batch: int | None) -> list[str]:
-    from compresswidgets.techniques.quantization import converter_code
-
-    return converter_code("float32", fixed_batch=fixed_batch)
+    return tfl.converter_code("float32", fixed_batch=fixed_batch)
 
 
 def _json_default(value: Any) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import gc
 import os
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from compresswidgets import _bridge, _keras, _worker
+from compresswidgets import _bridge, _jobs, _keras
 from compresswidgets import tflite as tfl
 from compresswidgets._data import (
     Metric,
@@ -42,10 +43,9 @@ from compresswidgets._data import (
 from compresswidgets._keras import describe
 from compresswidgets._training import (
     CompileSettings,
-    Progress,
     ProgressCallback,
-    TrainingStopped,
     compile_settings,
+    outputs_logits,
 )
 from compresswidgets.techniques import clustering, pruning, quantization
 from compresswidgets.techniques._common import (
@@ -84,7 +84,9 @@ def _releasing(method: Any) -> Any:
 class Comparison(list):
     """Rows of :meth:`Workbench.compare` (a list of dicts); ``to_dataframe()`` with pandas.
 
-    ``accuracy`` is the Workbench's metric (``metric_name`` says which).
+    ``accuracy`` is the Workbench's metric (``metric_name`` says which); ``size_ratio`` is
+    the original's .tflite bytes ÷ the variant's, ``gzipped_ratio`` the original's gzipped
+    bytes ÷ the variant's (:attr:`Variant.size_ratio`, :attr:`Variant.gzipped_ratio`).
     """
 
     metric: MetricSpec | None = None
@@ -100,13 +102,13 @@ class Comparison(list):
     def __str__(self) -> str:
         name = self.metric.name if self.metric else "accuracy"
         head = (f"{'variant':<34} {name[:8]:>8} {'Δ':>7} {'size':>10} {'gzipped':>10} "
-                f"{'x smaller':>9} {'sparsity':>8}")
+                f"{'gzip x':>7} {'sparsity':>8}")
         lines = [head, "-" * len(head)]
         for r in self:
             lines.append(
                 f"{r['name'][:34]:<34} {r['accuracy']:>8.4f} {r['accuracy_delta']:>+7.4f} "
                 f"{r['size_bytes']:>10,} {r['gzipped_bytes']:>10,} "
-                f"{r['gzipped_ratio']:>8.2f}x {r['sparsity']:>8.1%}")
+                f"{r['gzipped_ratio']:>6.2f}x {r['sparsity']:>8.1%}")
         return "\n".join(lines)
 
 
@@ -155,7 +157,7 @@ class Workbench:
                 self._bridge_error = exc  # inspection and post-training quantization still work
         self._context = Context(
             data=self.data, metric=metric_spec(metric, metric_name, greater_is_better,
-                                               self.data),
+                                               self.data, logits=outputs_logits(model)),
             preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model),
                                bridged is not None),
             bridge=bridged, keras3_model=keras3)
@@ -268,6 +270,19 @@ class Workbench:
             return bridged.safe_name(layers)
         return [bridged.safe_name(n) if isinstance(n, str) else n for n in layers]
 
+    def _made(self, label: str, params: Any, base: Variant, done: _jobs.TechniqueResult,
+              code_step: str, mode: str = "float32") -> Variant:
+        """The Variant of a technique's result: everything it holds is given here."""
+        notes = self._user_text(*params.notes, *done.notes)
+        error = done.conversion_error if mode == "qat" else None  # else: converted on use,
+        if isinstance(error, str):  # where a SavedModel export is the fallback
+            error = tfl.summarise(mode, error)
+        if error is not None:
+            notes = (*notes, f"{error} The QAT Keras model is kept.")
+        return Variant(label, params.as_dict(), parent=base, keras_model=done.model,
+                       tflite=done.tflite, mode=mode, context=self._context, notes=notes,
+                       code_step=code_step, conversion_error=error)
+
     def _add(self, variant: Variant) -> Variant:
         self._variants.append(variant)
         return variant
@@ -278,24 +293,24 @@ class Workbench:
 
     # ------------------------------------------------------------------ running a technique
     def _apply(self, technique: str, model: Any, params: Any, settings: CompileSettings,
-               progress: ProgressCallback | None) -> tuple[Any, list[str], dict[str, Any]]:
+               progress: ProgressCallback | None) -> _jobs.TechniqueResult:
         """Fine-tune in the worker process when the model can travel there (built-in tf_keras
-        layers, a stock optimizer), else here. Either way on a private copy.
-
-        Returns the resulting Keras model, notes, and (QAT in the worker) its conversion.
-        """
+        layers, a stock optimizer), and convert the result in the same round trip; else here
+        (the variant then converts on first use). Either way on a private copy."""
         if self._offloadable(model, settings):
-            return self._offload(technique, model, params, settings, progress)
+            return _jobs.technique(
+                technique, model, params, settings, self._train_file(), progress,
+                rebuild=lambda m: quantization.build_qat(clone_with_weights(m), params))
         module = {"prune": pruning, "cluster": clustering, "qat": quantization}[technique]
         result, notes = module.apply(clone_with_weights(model), self.data, params, settings,
                                      progress)
-        return result, notes, {}
+        return _jobs.TechniqueResult(result, tuple(notes), None, False, None)
 
     @staticmethod
     def _offloadable(model: Any, settings: CompileSettings) -> bool:
-        if _worker.in_process():  # fine-tuned right here, without the worker's round trip
-            return False
-        return tfl._portable(model) and settings.portable
+        """Whether the worker can rebuild the model and its compile settings (and is used:
+        ``COMPRESSWIDGETS_IN_PROCESS=1`` fine-tunes right here)."""
+        return not _jobs.in_process() and _jobs.portable(model) and settings.portable
 
     def _train_file(self) -> str:
         """The training split as one .npz the worker reads; written once per Workbench."""
@@ -305,44 +320,6 @@ class Workbench:
             np.savez(os.path.join(self._scratch, "train.npz"), x_train=self.data.x_train,
                      y_train=self.data.y_train)
         return os.path.join(self._scratch, "train.npz")
-
-    def _offload(self, technique: str, model: Any, params: Any, settings: CompileSettings,
-                 progress: ProgressCallback | None) -> tuple[Any, list[str], dict[str, Any]]:
-        folder = tempfile.mkdtemp(prefix="cw-job-", dir=os.path.dirname(self._train_file()))
-        try:
-            model_dir, out_dir = os.path.join(folder, "in"), os.path.join(folder, "out")
-            os.mkdir(model_dir)
-            os.mkdir(out_dir)
-            _worker.write_model(model, model_dir)
-            payload = {
-                "technique": technique, "model_dir": model_dir, "out_dir": out_dir,
-                "data": self._train_file(), "params": params,
-                "settings": settings.wire(),
-            }
-
-            def on_progress(message: dict) -> bool:
-                report = Progress(**message)
-                if progress is not None:
-                    progress(report)
-                return report.stop_requested
-
-            try:
-                result = _worker.call(("technique", payload), on_progress)
-            except _worker.WorkerDied as exc:
-                raise RuntimeError(
-                    f"The fine-tuning process died ({technique}); it may have run out of "
-                    f"memory. Try fewer layers or a smaller batch. Its last words:\n{exc}"
-                ) from None
-            if "error" in result:
-                raise _ERRORS.get(result["type"], RuntimeError)(result["error"])
-            if technique != "qat":
-                return _worker.read_model(out_dir), result["notes"], {}
-            qat = quantization.build_qat(clone_with_weights(model), params)
-            with np.load(os.path.join(out_dir, "weights.npz")) as npz:
-                qat.set_weights([npz[f"w{i}"] for i in range(len(npz.files))])
-            return qat, result["notes"], result
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ techniques
     @_releasing
@@ -370,14 +347,12 @@ class Workbench:
                                   epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     pruning.DEFAULT_LEARNING_RATE)
-        result, notes, _ = self._apply("prune", model, params, settings, progress)
-        for note in notes:
+        done = self._apply("prune", model, params, settings, progress)
+        for note in done.notes:
             _warn(note)
         step = f"prune {params.target_sparsity:.0%}" + (" 2:4" if structure else "")
-        return self._add(Variant(
-            self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
-            keras_model=result, context=self._context, notes=self._user_text(*params.notes, *notes),
-            code_step=pruning.code(params, settings)))
+        return self._add(self._made(self._label(base_variant, step, name), params,
+                                    base_variant, done, pruning.code(params, settings)))
 
     @_releasing
     def cluster(self, clusters: int = 16, *, init: str = "kmeans++",
@@ -401,12 +376,10 @@ class Workbench:
                                      epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     clustering.DEFAULT_LEARNING_RATE)
-        result, notes, _ = self._apply("cluster", model, params, settings, progress)
+        done = self._apply("cluster", model, params, settings, progress)
         step = f"cluster {params.clusters}"
-        return self._add(Variant(
-            self._label(base_variant, step, name), params.as_dict(), parent=base_variant,
-            keras_model=result, context=self._context, notes=self._user_text(*params.notes, *notes),
-            code_step=clustering.code(params, settings)))
+        return self._add(self._made(self._label(base_variant, step, name), params,
+                                    base_variant, done, clustering.code(params, settings)))
 
     @_releasing
     def quantize(self, mode: str = "dynamic", *, representative_samples: int = 100,
@@ -441,20 +414,16 @@ class Workbench:
         if mode == "qat":
             settings = compile_settings(self._reference, self.data, learning_rate,
                                         quantization.DEFAULT_LEARNING_RATE)
-            qat, notes, converted = self._apply("qat", model, params, settings, progress)
-            variant = Variant(label, params.as_dict(), parent=base_variant, keras_model=qat,
-                              tflite=converted.get("tflite"), mode="qat",
-                              context=self._context, notes=self._user_text(*params.notes, *notes),
-                              code_step=quantization.code(params, settings))
-            try:
-                if "conversion_error" in converted:
-                    raise tfl.summarise("qat", converted["conversion_error"])
-                variant.tflite  # noqa: B018 - convert now: the size and accuracy need it
-            except tfl.ConversionError as exc:
-                variant._conversion_error = exc
-                note = f"{exc} The QAT Keras model is kept."
-                variant._notes = (*variant._notes, note)
-                _warn(note)
+            done = self._apply("qat", model, params, settings, progress)
+            if done.tflite is None and done.conversion_error is None:
+                try:  # fine-tuned here: convert now, the size and accuracy need it
+                    done = dataclasses.replace(done, tflite=tfl.convert(done.model, "qat"))
+                except tfl.ConversionError as exc:
+                    done = dataclasses.replace(done, conversion_error=exc)
+            variant = self._made(label, params, base_variant, done,
+                                 quantization.code(params, settings), mode="qat")
+            if variant.conversion_error is not None:
+                _warn(variant.notes[-1])
             return self._add(variant)
         samples = quantization.representative(self.data, params.representative_samples)
         # a ConversionError leaves nothing added
@@ -486,15 +455,10 @@ class Workbench:
                 "parent": v.parent.name if v.parent else None, "metric_name": self.metric.name,
                 "accuracy": v.accuracy, "accuracy_delta": v.accuracy - ref.accuracy,
                 "size_bytes": v.size_bytes, "gzipped_bytes": v.gzipped_bytes,
-                "size_ratio": ref.size_bytes / v.size_bytes,
-                "gzipped_ratio": ref.size_bytes / v.gzipped_bytes,
+                "size_ratio": v.size_ratio, "gzipped_ratio": v.gzipped_ratio,
                 "params": v.params, "sparsity": v.sparsity, "notes": " ".join(v.notes),
             })
         return rows
-
-
-_ERRORS: dict[str, type[Exception]] = {"TrainingStopped": TrainingStopped,
-                                       "ValueError": ValueError, "TypeError": TypeError}
 
 
 def _warn(message: str) -> None:

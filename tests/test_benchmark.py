@@ -98,9 +98,9 @@ def test_unknown_non_batch_dimensions_need_input_shape(keras):
 
 
 @pytest.mark.parametrize("kwargs,pattern", [
-    ({"threads": 0}, r"threads must be a whole number >= 1"),
+    ({"threads": 0}, r"threads must be in \[1, "),
     ({"threads": ()}, r"threads is empty"),
-    ({"runs": 0}, r"runs must be a whole number >= 1"),
+    ({"runs": 0}, r"runs must be in \[1, .*got 0"),
     ({"batch": -1}, r"batch must be"),
     ({"warmup": -1}, r"warmup must be"),
 ])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import compresswidgets as cw
-from compresswidgets import _keras, _worker
+from compresswidgets import _jobs, _keras, _process
 from compresswidgets._training import compile_settings
 
 LAYERS = ["hidden", "out"]
@@ -63,7 +63,7 @@ def test_a_notebook_loss_function_is_minimised_in_the_kernel(monkeypatch):
     model.compile(k.optimizers.Adam(2e-2), loss=toward_five, metrics=["accuracy"])
     settings = compile_settings(model, cw.Workbench(model, data).data, None, 1e-3)
     assert not settings.portable and settings.loss_code == "toward_five"
-    monkeypatch.setattr(_worker, "call", lambda *a, **kw: pytest.fail("sent to the worker"))
+    monkeypatch.setattr(_jobs, "technique", lambda *a, **kw: pytest.fail("sent to the worker"))
     monkeypatch.setenv("COMPRESSWIDGETS_IN_PROCESS", "")
     wb = cw.Workbench(model, data)
     before = _distance_to(wb.original.keras_model, data[2], 5.0)
@@ -84,13 +84,13 @@ def test_a_loss_subclass_from_a_module_is_minimised_in_the_worker(monkeypatch):
     assert settings.loss["ref"]["qualname"] == "TowardConstant"
     assert settings.loss["config"]["target"] == 5.0
     jobs = []
-    real_call = _worker.call
+    real_call = _process.call
 
     def counting(request, *args, **kwargs):
         jobs.append(request[0])
         return real_call(request, *args, **kwargs)
 
-    monkeypatch.setattr(_worker, "call", counting)
+    monkeypatch.setattr(_process, "call", counting)
     monkeypatch.setenv("COMPRESSWIDGETS_IN_PROCESS", "")
     before = _distance_to(wb.original.keras_model, data[2], 5.0)
     reports = []

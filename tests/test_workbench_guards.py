@@ -107,8 +107,8 @@ def refused(wb, fn, exc, pattern):
 
 
 @pytest.mark.parametrize("value,exc", [(-0.1, ValueError), (1.0, ValueError), (1.5, ValueError),
-                                       ("0.5", TypeError), (float("nan"), TypeError),
-                                       (None, TypeError)])
+                                       ("0.5", TypeError), (float("nan"), ValueError),
+                                       (float("inf"), ValueError), (None, TypeError)])
 def test_bad_target_sparsity(wb, value, exc):
     refused(wb, lambda: wb.prune(value), exc, r"target_sparsity.*got")
 
@@ -285,7 +285,7 @@ def test_models_the_worker_cannot_rebuild_are_tuned_in_the_kernel(keras, demo, m
     x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(x))
     model.compile("adam", "sparse_categorical_crossentropy")
-    from compresswidgets import _worker
+    from compresswidgets import _jobs
 
     calls = []
 
@@ -293,7 +293,7 @@ def test_models_the_worker_cannot_rebuild_are_tuned_in_the_kernel(keras, demo, m
         calls.append(args)
         raise AssertionError("this model cannot be rebuilt in the worker")
 
-    monkeypatch.setattr(_worker, "call", no_worker)
+    monkeypatch.setattr(_jobs, "technique", no_worker)
     wb = cw.Workbench(model, demo[1])
     assert not wb._offloadable(model, cw._training.compile_settings(model, wb.data, None, 1e-3))
     reports = []

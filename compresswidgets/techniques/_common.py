@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,30 @@ from typing import Any
 from compresswidgets import _keras
 
 LayerSelection = None | str | Iterable[str] | Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tfmot object described once (as ``PruningSchedule.get_config()`` describes itself):
+    the object is built from it and its code is written from it, so the two cannot drift.
+
+    Example:
+        >>> Call("sparsity.keras.ConstantSparsity", (("target_sparsity", 0.5),)).code()
+        'tfmot.sparsity.keras.ConstantSparsity(target_sparsity=0.5)'
+    """
+
+    path: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, tfmot: Any) -> Any:
+        target = tfmot
+        for part in self.path.split("."):
+            target = getattr(target, part)
+        return target(**dict(self.kwargs))
+
+    def code(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.kwargs)
+        return f"tfmot.{self.path}({args})"
 
 
 def require_tfmot_model(model: Any, technique: str) -> None:
@@ -233,17 +258,23 @@ def _listed(items: list[str], most: int = 8) -> str:
 
 def check_number(name: str, value: Any, low: float, high: float, *, integer: bool = False,
                  high_open: bool = False, hint: str = "") -> Any:
-    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type or (not integer and math.isnan(value)):
+    """``value`` as a Python int or float, or a three-part error: a TypeError for what is not
+    a number (a bool, a string, 2.0 where a whole number is expected), a ValueError for NaN,
+    infinity or a value out of range. NumPy numbers are accepted."""
+    ok_type = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not ok_type:
         kind = "a whole number" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, but got {value!r} "
                         f"({type(value).__name__}). {hint}".strip())
+    bracket = ")" if high_open else "]"
+    if not integer and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number in [{low}, {high}{bracket}, but got "
+                         f"{value!r}. {hint}".strip())
     above = value >= high if high_open else value > high
     if value < low or above:
-        bracket = ")" if high_open else "]"
         raise ValueError(f"{name} must be in [{low}, {high}{bracket}, but got {value!r}. "
                          f"{hint}".strip())
-    return value
+    return int(value) if integer else float(value)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

@@ -24,8 +24,9 @@ from compresswidgets.techniques._common import (
     select_layers,
 )
 
-INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "random": "RANDOM",
-         "density-based": "DENSITY_BASED"}
+#: Centroid initialisations: name -> (tfmot's CentroidInitialization member, label).
+INITS = {"kmeans++": ("KMEANS_PLUS_PLUS", "k-means++"), "linear": ("LINEAR", "linear"),
+         "random": ("RANDOM", "random"), "density-based": ("DENSITY_BASED", "density-based")}
 DEFAULT_LEARNING_RATE = 1e-4
 
 
@@ -104,15 +105,9 @@ def apply(model: Any, data: Data, p: ClusteringParams, settings: CompileSettings
           progress: ProgressCallback | None = None) -> tuple[Any, list[str]]:
     """Cluster a private copy ``model``; return the stripped model and notes."""
     tfmot, k = _keras.tfmot(), _keras.keras()
-    init = getattr(tfmot.clustering.keras.CentroidInitialization, INITS[p.init])
-    if p.preserve_sparsity:
-        from tensorflow_model_optimization.python.core.clustering.keras.experimental import (
-            cluster as experimental,
-        )
-
-        cluster_weights, extra = experimental.cluster_weights, {"preserve_sparsity": True}
-    else:
-        cluster_weights, extra = tfmot.clustering.keras.cluster_weights, {}
+    init = getattr(tfmot.clustering.keras.CentroidInitialization, INITS[p.init][0])
+    cluster_weights = tfmot.clustering.keras.cluster_weights  # public, preserve_sparsity too
+    extra = {"preserve_sparsity": True} if p.preserve_sparsity else {}
     chosen = set(p.layers)
 
     def wrap(layer: Any) -> Any:
@@ -150,23 +145,14 @@ def check(model: Any, p: ClusteringParams) -> list[str]:
 
 def code(p: ClusteringParams, settings: CompileSettings) -> str:
     """Plain tfmot code for this step; expects ``model``, ``x_train``, ``y_train``."""
-    if p.preserve_sparsity:
-        head = [
-            "from tensorflow_model_optimization.python.core.clustering.keras.experimental "
-            "import cluster as experimental_cluster",
-            "cluster_weights = experimental_cluster.cluster_weights",
-        ]
-        extra = ", preserve_sparsity=True"
-    else:
-        head = ["cluster_weights = tfmot.clustering.keras.cluster_weights"]
-        extra = ""
+    extra = ", preserve_sparsity=True" if p.preserve_sparsity else ""
     lines = [
         f"# Cluster {', '.join(p.layers)} into {p.clusters} shared values ({p.init} init"
         + (", zeros kept" if p.preserve_sparsity else "") + ").",
         "# cluster_weights mutates what it wraps: give it a private copy.",
         "base = keras.models.clone_model(model)",
         "base.set_weights(model.get_weights())",
-        *head,
+        "cluster_weights = tfmot.clustering.keras.cluster_weights",
         f"cluster_layers = {list(p.layers)!r}",
         "",
         "def apply_clustering(layer):",
@@ -174,7 +160,7 @@ def code(p: ClusteringParams, settings: CompileSettings) -> str:
         "        return cluster_weights(",
         f"            layer, number_of_clusters={p.clusters},",
         "            cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization."
-        f"{INITS[p.init]}{extra})",
+        f"{INITS[p.init][0]}{extra})",
         "    return layer",
         "",
         "clustered = keras.models.clone_model(base, clone_function=apply_clustering)",

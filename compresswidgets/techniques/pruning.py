@@ -16,6 +16,7 @@ from compresswidgets import _keras
 from compresswidgets._data import Data
 from compresswidgets._training import CompileSettings, ProgressCallback, fine_tune
 from compresswidgets.techniques._common import (
+    Call,
     LayerSelection,
     check_choice,
     check_number,
@@ -119,28 +120,28 @@ def _fit_two_four(model: Any, names: list[str], explicit: bool) -> list[str]:
     return fit
 
 
-def _schedule(tfmot: Any, p: PruningParams) -> Any:
+def schedule(p: PruningParams) -> Call:
+    """The tfmot pruning schedule of ``p``, described once (object and code)."""
+    steps = (("begin_step", p.begin_step), ("end_step", p.end_step), ("frequency", p.frequency))
     if p.epochs == 0 or p.schedule == "constant":
-        return tfmot.sparsity.keras.ConstantSparsity(p.target_sparsity, begin_step=p.begin_step,
-                                                     end_step=p.end_step, frequency=p.frequency)
-    return tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0,
-                                                final_sparsity=p.target_sparsity,
-                                                begin_step=p.begin_step, end_step=p.end_step,
-                                                frequency=p.frequency)
+        return Call("sparsity.keras.ConstantSparsity",
+                    (("target_sparsity", p.target_sparsity), *steps))
+    return Call("sparsity.keras.PolynomialDecay",
+                (("initial_sparsity", 0.0), ("final_sparsity", p.target_sparsity), *steps))
 
 
 def apply(model: Any, data: Data, p: PruningParams, settings: CompileSettings,
           progress: ProgressCallback | None = None) -> tuple[Any, list[str]]:
     """Prune a private copy ``model``; return the stripped model and notes on the result."""
     tfmot, k = _keras.tfmot(), _keras.keras()
-    schedule = _schedule(tfmot, p)
+    pruning_schedule = schedule(p).build(tfmot)
     extra = {"sparsity_m_by_n": (2, 4)} if p.structure == "2:4" else {}
     chosen = set(p.layers)
 
     def wrap(layer: Any) -> Any:
         if layer.name in chosen:
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule,
-                                                            **extra)
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=pruning_schedule, **extra)
         return layer
 
     pruned = k.models.clone_model(model, clone_function=wrap)
@@ -190,13 +191,6 @@ def check(model: Any, p: PruningParams) -> list[str]:
 
 def code(p: PruningParams, settings: CompileSettings) -> str:
     """Plain tfmot code for this step; expects ``model``, ``x_train``, ``y_train``."""
-    if p.epochs == 0 or p.schedule == "constant":
-        sched = (f"tfmot.sparsity.keras.ConstantSparsity({p.target_sparsity!r}, "
-                 f"begin_step={p.begin_step}, end_step={p.end_step}, frequency={p.frequency})")
-    else:
-        sched = (f"tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, "
-                 f"final_sparsity={p.target_sparsity!r}, begin_step={p.begin_step}, "
-                 f"end_step={p.end_step}, frequency={p.frequency})")
     extra = ", sparsity_m_by_n=(2, 4)" if p.structure == "2:4" else ""
     lines = [
         f"# Prune {', '.join(p.layers)} to {p.target_sparsity:.0%} sparsity"
@@ -204,7 +198,7 @@ def code(p: PruningParams, settings: CompileSettings) -> str:
         "# A private copy first: wrapping layers of `model` itself would train its weights.",
         "base = keras.models.clone_model(model)",
         "base.set_weights(model.get_weights())",
-        f"schedule = {sched}",
+        f"schedule = {schedule(p).code()}",
         f"prune_layers = {list(p.layers)!r}",
         "",
         "def apply_pruning(layer):",

@@ -11,28 +11,32 @@ from typing import Any
 
 import numpy as np
 
-from compresswidgets import _keras
+from compresswidgets import _converter, _keras
+from compresswidgets._converter import CALIBRATED
 from compresswidgets._data import Data
 from compresswidgets._training import CompileSettings, ProgressCallback, fine_tune
 from compresswidgets.techniques._common import (
+    Call,
     LayerSelection,
     check_choice,
     check_number,
     named_layers,
     rebuild_scope,
 )
-from compresswidgets.tflite import CALIBRATED
 
-MODES = ("dynamic", "float16", "int8", "int8-only", "int16x8", "qat")
-SCHEMES = {
-    "default": "tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()",
-    "pqat": "tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()",
-    "cqat": "tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()",
-    "pcqat": "tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme("
-             "preserve_sparsity=True)",
+#: The modes of Workbench.quantize: the converter's, less the plain float32 conversion.
+MODES = tuple(mode for mode in _converter.MODES if mode != "float32")
+#: QAT schemes by name: the tfmot object, and what it keeps (for the code's comment).
+SCHEMES: dict[str, tuple[Call, str]] = {
+    "default": (Call("quantization.keras.default_8bit.Default8BitQuantizeScheme"), ""),
+    "pqat": (Call("experimental.combine.Default8BitPrunePreserveQuantizeScheme"),
+             " that keeps the sparsity (PQAT)"),
+    "cqat": (Call("experimental.combine.Default8BitClusterPreserveQuantizeScheme"),
+             " that keeps the clusters (CQAT)"),
+    "pcqat": (Call("experimental.combine.Default8BitClusterPreserveQuantizeScheme",
+                   (("preserve_sparsity", True),)), " that keeps sparsity and clusters (PCQAT)"),
 }
 DEFAULT_LEARNING_RATE = 1e-4
-_SEED = 7
 
 
 @dataclass(frozen=True)
@@ -180,18 +184,8 @@ def _named(by_name: dict[str, Any], names: list[str]) -> str:
 
 
 def representative(data: Data, samples: int) -> np.ndarray:
-    """``samples`` training inputs, drawn with a fixed seed."""
-    order = np.random.default_rng(_SEED).permutation(len(data.x_train))[:samples]
-    return np.asarray(data.x_train[np.sort(order)], dtype=np.float32)
-
-
-def _scheme(tfmot: Any, name: str) -> Any:
-    if name == "default":
-        return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
-    if name == "pqat":
-        return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-    return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
-        preserve_sparsity=name == "pcqat")
+    """``samples`` training inputs, drawn with a fixed seed (as the generated code does)."""
+    return _converter.representative(data.x_train, samples)
 
 
 def build_qat(model: Any, p: QuantizationParams) -> Any:
@@ -207,7 +201,7 @@ def build_qat(model: Any, p: QuantizationParams) -> Any:
             if layer.name in chosen else layer)
     try:
         with rebuild_scope(model):
-            return q.quantize_apply(annotated, _scheme(tfmot, p.scheme))
+            return q.quantize_apply(annotated, SCHEMES[p.scheme][0].build(tfmot))
     except (RuntimeError, ValueError) as exc:
         raise ValueError(
             f"tfmot could not quantize this model: {exc} Quantize only some layers with "
@@ -228,11 +222,9 @@ def code(p: QuantizationParams, settings: CompileSettings | None,
     """Plain code for this step; expects ``model`` and ``x_train``; ends with ``tflite_model``."""
     lines: list[str] = []
     if p.mode == "qat":
+        scheme, keeps = SCHEMES[p.scheme]
         lines += [
-            "# Quantization-aware training" + {
-                "default": "", "pqat": " that keeps the sparsity (PQAT)",
-                "cqat": " that keeps the clusters (CQAT)",
-                "pcqat": " that keeps sparsity and clusters (PCQAT)"}[p.scheme] + ".",
+            f"# Quantization-aware training{keeps}.",
             "base = keras.models.clone_model(model)",
             "base.set_weights(model.get_weights())",
         ]
@@ -247,53 +239,11 @@ def code(p: QuantizationParams, settings: CompileSettings | None,
             ]
         lines += [
             "with tfmot.quantization.keras.quantize_scope():",
-            f"    model = tfmot.quantization.keras.quantize_apply(annotated, {SCHEMES[p.scheme]})",
+            f"    model = tfmot.quantization.keras.quantize_apply(annotated, {scheme.code()})",
             f"model.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
             f"              metrics={settings.metrics_source})",
             f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0)",
         ]
-    lines += converter_code(p.mode, p.representative_samples, fixed_batch)
+    lines += _converter.converter_code(p.mode, p.representative_samples, fixed_batch)
     return "\n".join(lines)
-
-
-def converter_code(mode: str, samples: int = 100, fixed_batch: int | None = None) -> list[str]:
-    """The converter settings of ``mode`` as code; with ``fixed_batch``, from a concrete
-    function of that batch (Keras LSTM/GRU models do not convert with a dynamic batch)."""
-    if fixed_batch:
-        lines = [
-            f"# This model converts with a fixed batch of {fixed_batch} only (its recurrent "
-            "layers need a static shape).",
-            "run = tf.function(lambda x: model(x, training=False))",
-            f"concrete = run.get_concrete_function(tf.TensorSpec([{fixed_batch}, "
-            "*model.input_shape[1:]], model.inputs[0].dtype))",
-            "converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)",
-        ]
-    else:
-        lines = ["converter = tf.lite.TFLiteConverter.from_keras_model(model)"]
-    if mode != "float32":
-        lines.append("converter.optimizations = [tf.lite.Optimize.DEFAULT]")
-    if mode == "float16":
-        lines.append("converter.target_spec.supported_types = [tf.float16]")
-    if mode in CALIBRATED:
-        lines += [
-            f"rng = np.random.default_rng({_SEED})",
-            f"calibration = x_train[np.sort(rng.permutation(len(x_train))[:{samples}])]",
-            "",
-            "def representative_dataset():",
-            "    for i in range(len(calibration)):",
-            "        yield [calibration[i : i + 1].astype(np.float32)]",
-            "",
-            "converter.representative_dataset = representative_dataset",
-        ]
-    if mode == "int8-only":
-        lines += [
-            "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]",
-            "converter.inference_input_type = tf.int8",
-            "converter.inference_output_type = tf.int8",
-        ]
-    if mode == "int16x8":
-        lines.append("converter.target_spec.supported_ops = "
-                     "[tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]")
-    lines.append("tflite_model = converter.convert()")
-    return lines

@@ -321,15 +321,13 @@ class TechniquePanel(widgets.VBox):
         original = self.workbench.original
         metric = self.workbench.metric
         delta = variant.accuracy - original.accuracy
-        size_ratio = original.size_bytes / variant.size_bytes
-        gzip_ratio = original.gzipped_bytes / variant.gzipped_bytes
         summary = table_html([
             ("variant", variant.name),
             (metric.name, f"{metric.format(variant.accuracy)} ({metric.format_delta(delta)} "
                           "vs original" + ("" if metric.greater_is_better
                                            else f", {metric.direction}") + ")"),
-            (".tflite size", f"{variant.size_bytes:,} B ({size_ratio:.1f}x smaller)"),
-            ("gzipped", f"{variant.gzipped_bytes:,} B ({gzip_ratio:.1f}x smaller)"),
+            (".tflite size", f"{variant.size_bytes:,} B ({variant.size_ratio:.1f}x smaller)"),
+            ("gzipped", f"{variant.gzipped_bytes:,} B ({variant.gzipped_ratio:.1f}x smaller)"),
             ("sparsity", f"{variant.sparsity:.1%}"),
         ])
         rows = variant.layers

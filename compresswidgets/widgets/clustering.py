@@ -11,6 +11,7 @@ import traitlets
 from compresswidgets.preview import kmeans_1d
 from compresswidgets.techniques import clustering
 from compresswidgets.techniques._common import left_alone_note
+from compresswidgets.techniques.clustering import INITS
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 __all__ = ["ClusteringPanel"]
@@ -18,8 +19,8 @@ __all__ = ["ClusteringPanel"]
 _ROW = widgets.Layout(flex_flow="row wrap")
 #: What the slider offers: every bit width and the steps between (2 bits = 4 clusters, ...).
 CLUSTER_CHOICES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-_INITS = [("k-means++", "kmeans++"), ("linear", "linear"), ("random", "random"),
-          ("density-based", "density-based")]
+#: (label, name) of each centroid initialisation, from the technique's table
+_INITS = [(label, name) for name, (_, label) in INITS.items()]
 
 
 class ClusteringPanel(TechniquePanel):

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import traitlets
 
+from compresswidgets._converter import CALIBRATED, TABLE
+from compresswidgets.inspection import snr_db
 from compresswidgets.preview import int8_preview
 from compresswidgets.techniques import quantization
-from compresswidgets.tflite import CALIBRATED
 from compresswidgets.widgets._controls import error_html
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 __all__ = ["QuantizationPanel"]
 
 _ROW = widgets.Layout(flex_flow="row wrap")
-MODE_LABELS = [
-    ("dynamic range (int8 weights)", "dynamic"),
-    ("float16 weights", "float16"),
-    ("full integer (int8, float fallback)", "int8"),
-    ("integer only (int8 in and out)", "int8-only"),
-    ("16x8 (int16 activations)", "int16x8"),
-    ("quantization-aware training", "qat"),
-]
-
-
-def _snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
-    noise = float(np.sum((approximation.astype(np.float64) - reference) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else 0.0
+#: (label, mode) of every mode Workbench.quantize takes, from the converter's table
+MODE_LABELS = [(TABLE[mode].label, mode) for mode in quantization.MODES]
 
 
 class QuantizationPanel(TechniquePanel):
@@ -139,7 +127,7 @@ class QuantizationPanel(TechniquePanel):
             after, what = int8_preview(kernel, channel_axis=-1), "int8 per channel"
         error = float(np.max(np.abs(after - kernel))) if kernel.size else 0.0
         self._overlay(ax, kernel, after, f"{what}: max |error| {error:.2e}, "
-                      f"SNR {_snr_db(kernel, after):.1f} dB",
+                      f"SNR {snr_db(kernel, after):.1f} dB",
                       f"{self._shown_layer}: weights after {what} rounding", bins=128,
                       exclude_zeros=float(np.mean(kernel == 0)) > SPARSE)
 

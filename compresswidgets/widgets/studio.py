@@ -136,7 +136,7 @@ class Studio(widgets.VBox):
                              "-", "-", "-", "-", "-", f"error: {exc}"])
         self._variants.value = grid_html(
             ["variant", "technique", "base", metric.name, "vs original", ".tflite B",
-             "gzipped B", "float ÷ gzipped", "sparsity"], rows)
+             "gzipped B", "gzipped x smaller", "sparsity"], rows)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """Widget view where widgets render; the variants table for nbconvert/GitHub."""

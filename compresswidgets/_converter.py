@@ -1,0 +1,233 @@
+"""The TFLite converter's settings, defined once: the same table configures the converter and
+writes the code a variant shows, so the two cannot drift.
+
+This module converts in the calling process (the worker calls it); :func:`compresswidgets.
+tflite.convert` is the kernel's door, which sends the work to the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import _keras
+
+__all__ = ["CALIBRATED", "MODES", "ConversionError", "Mode", "configure", "converter_code",
+           "summarise"]
+
+#: The seed that draws representative samples from the training split (here and in code).
+SEED = 7
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One converter mode: what it is for a person, and the converter settings it makes.
+
+    Names in ``supported_types`` and ``io_type`` are ``tf`` dtypes; ``supported_ops`` names
+    ``tf.lite.OpsSet`` members.
+    """
+
+    name: str
+    label: str
+    optimize: bool = False
+    supported_types: tuple[str, ...] = ()
+    calibrated: bool = False
+    supported_ops: tuple[str, ...] = ()
+    io_type: str | None = None
+
+    def settings(self) -> list[tuple[str, tuple[str, ...], bool]]:
+        """``(converter attribute, names under tf, as a list)`` in the order they are set;
+        the representative dataset (calibrated modes) comes before ``supported_ops``."""
+        out: list[tuple[str, tuple[str, ...], bool]] = []
+        if self.optimize:
+            out.append(("optimizations", ("lite.Optimize.DEFAULT",), True))
+        if self.supported_types:
+            out.append(("target_spec.supported_types", self.supported_types, True))
+        if self.supported_ops:
+            out.append(("target_spec.supported_ops",
+                        tuple(f"lite.OpsSet.{op}" for op in self.supported_ops), True))
+        if self.io_type:
+            out.append(("inference_input_type", (self.io_type,), False))
+            out.append(("inference_output_type", (self.io_type,), False))
+        return out
+
+
+TABLE: dict[str, Mode] = {m.name: m for m in (
+    Mode("float32", "float32 (plain conversion)"),
+    Mode("dynamic", "dynamic range (int8 weights)", optimize=True),
+    Mode("float16", "float16 weights", optimize=True, supported_types=("float16",)),
+    Mode("int8", "full integer (int8, float fallback)", optimize=True, calibrated=True),
+    Mode("int8-only", "integer only (int8 in and out)", optimize=True, calibrated=True,
+         supported_ops=("TFLITE_BUILTINS_INT8",), io_type="int8"),
+    Mode("int16x8", "16x8 (int16 activations)", optimize=True, calibrated=True,
+         supported_ops=("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",)),
+    Mode("qat", "quantization-aware training", optimize=True),
+)}
+#: Converter settings by name; "float32" is the plain conversion used to size Keras variants.
+MODES = tuple(TABLE)
+#: Modes that need representative data from the training split.
+CALIBRATED = tuple(name for name, m in TABLE.items() if m.calibrated)
+
+
+def _resolve(tf: Any, dotted: str) -> Any:
+    value = tf
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def configure(converter: Any, tf: Any, mode: str, representative_path: str | None) -> None:
+    """Apply the settings of ``mode`` (the same ones :func:`converter_code` writes)."""
+    m = TABLE[mode]
+    if m.calibrated:
+        samples = np.load(representative_path) if representative_path else None
+
+        def representative_dataset() -> Any:
+            for i in range(len(samples)):
+                yield [samples[i : i + 1].astype(np.float32)]
+
+        converter.representative_dataset = representative_dataset
+    for attribute, names, as_list in m.settings():
+        values = [_resolve(tf, n) for n in names]
+        owner = converter
+        *path, last = attribute.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, last, values if as_list else values[0])
+
+
+def converter_code(mode: str, samples: int = 100, fixed_batch: int | None = None) -> list[str]:
+    """The settings of ``mode`` as code; with ``fixed_batch``, from a concrete function of
+    that batch (Keras LSTM/GRU models do not convert with a dynamic batch). Expects
+    ``model`` and (calibrated modes) ``x_train``; ends with ``tflite_model``."""
+    m = TABLE[mode]
+    if fixed_batch:
+        lines = [
+            f"# This model converts with a fixed batch of {fixed_batch} only (its recurrent "
+            "layers need a static shape).",
+            "run = tf.function(lambda x: model(x, training=False))",
+            f"concrete = run.get_concrete_function(tf.TensorSpec([{fixed_batch}, "
+            "*model.input_shape[1:]], model.inputs[0].dtype))",
+            "converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)",
+        ]
+    else:
+        lines = ["converter = tf.lite.TFLiteConverter.from_keras_model(model)"]
+    if m.calibrated:
+        lines += [
+            f"rng = np.random.default_rng({SEED})",
+            f"calibration = x_train[np.sort(rng.permutation(len(x_train))[:{samples}])]",
+            "",
+            "def representative_dataset():",
+            "    for i in range(len(calibration)):",
+            "        yield [calibration[i : i + 1].astype(np.float32)]",
+            "",
+            "converter.representative_dataset = representative_dataset",
+        ]
+    for attribute, names, as_list in m.settings():
+        values = ", ".join(f"tf.{n}" for n in names)
+        lines.append(f"converter.{attribute} = " + (f"[{values}]" if as_list else values))
+    lines.append("tflite_model = converter.convert()")
+    return lines
+
+
+def representative(x_train: np.ndarray, samples: int) -> np.ndarray:
+    """``samples`` training inputs, drawn as the generated code draws them."""
+    order = np.random.default_rng(SEED).permutation(len(x_train))[:samples]
+    return np.asarray(x_train[np.sort(order)], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- failures
+class ConversionError(RuntimeError):
+    """The TFLite converter refused a model.
+
+    ``str(error)`` is one readable sentence (the op, the reason, the fix); ``error.details``
+    is the converter's full output, for a bug report or a closer look.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details or message
+
+
+#: Converter failures that a fixed input shape (batch 1) avoids: recurrent layers' tensor
+#: lists need a static element shape (Keras LSTM/GRU in TF 2.21).
+SHAPE_FAILURE = re.compile(r"TensorList\w*' op requires element_shape to be static|"
+                           r"requires element_shape to be static")
+_ERROR_LINE = re.compile(r"(?:^|\n)[^\n]*?error: ([^\n]+)")
+
+
+def summarise(mode: str, text: str) -> ConversionError:
+    """The converter's multi-line dump as one sentence (op, reason, fix) + the full text."""
+    found = _ERROR_LINE.search(text)
+    reason = (found.group(1) if found else text.strip().splitlines()[-1] if text.strip()
+              else "no message").strip().rstrip(".")
+    op = re.search(r"'((?:tf|tfl)\.\w+)' op", reason)
+    if op:
+        reason = reason.replace(f"'{op.group(1)}' op ", "")
+        what = f"op {op.group(1)} {reason}"
+    else:
+        what = reason[:300]
+    if SHAPE_FAILURE.search(text):
+        fix = ("Recurrent layers need a fixed input shape: convert with a fixed batch "
+               "(compresswidgets does this by itself for Keras models; pass a model with a "
+               "fixed input shape if you convert yourself).")
+    elif "Select TensorFlow op" in text or "TFLITE_BUILTINS" in text or "not supported" in text:
+        fix = ("The op has no TFLite builtin kernel: replace the layer that makes it, or keep "
+               "that part of the model outside TFLite.")
+    else:
+        fix = "The converter's full output is in the error's .details."
+    return ConversionError(f"The TFLite converter failed ({mode}): {what}. {fix}", text)
+
+
+def retry_fixed(model: Any, error: str) -> bool:
+    """Whether a failed dynamic-batch conversion is worth a second try with batch 1."""
+    shape = getattr(model, "input_shape", None)
+    return (bool(SHAPE_FAILURE.search(error)) and isinstance(shape, tuple) and bool(shape)
+            and shape[0] is None)
+
+
+def fixed_input_spec(model: Any, batch: int) -> list[Any]:
+    """The model's input as a ``tf.TensorSpec`` with a fixed batch (single-input models)."""
+    tf = _keras.tf()
+    shape = tuple(model.input_shape)
+    dtype = getattr(model.inputs[0], "dtype", "float32") if getattr(model, "inputs", None) \
+        else "float32"
+    return [tf.TensorSpec([batch, *shape[1:]], tf.as_dtype(dtype), name="input")]
+
+
+# --------------------------------------------------------------------------- converting here
+def convert_keras(model: Any, mode: str, representative_path: str | None = None,
+                  fixed: bool = False) -> tuple[bytes, bool]:
+    """``(flatbuffer, converted with a fixed batch)`` of a Keras model, in this process.
+
+    A model that does not convert with a dynamic batch (recurrent layers in TF 2.21) is
+    converted again from a concrete function with a fixed batch of 1 (at once with
+    ``fixed``: the caller knows this architecture needs it). Raises what the converter raises.
+    """
+    tf = _keras.tf()
+    with _keras._quiet_native_logs(keep=False):  # the exception has the converter's words
+        if not fixed:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            configure(converter, tf, mode, representative_path)
+            try:
+                return bytes(converter.convert()), False
+            except Exception as exc:
+                if not retry_fixed(model, str(exc)):
+                    raise
+        function = tf.function(lambda x: model(x, training=False))
+        concrete = function.get_concrete_function(*fixed_input_spec(model, 1))
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        configure(converter, tf, mode, representative_path)
+        return bytes(converter.convert()), True
+
+
+def convert_saved_model(path: str, mode: str, representative_path: str | None = None) -> bytes:
+    """A SavedModel's flatbuffer, in this process."""
+    tf = _keras.tf()
+    with _keras._quiet_native_logs(keep=False):
+        converter = tf.lite.TFLiteConverter.from_saved_model(path)
+        configure(converter, tf, mode, representative_path)
+        return bytes(converter.convert())
