@@ -119,10 +119,9 @@ def _technique_job(payload: dict[str, Any], emit: Callable[[dict], None],
             write_model(result, payload["out_dir"])
         answer: dict[str, Any] = {"notes": list(notes)}
         try:
-            blob, fixed = _converter.convert_keras(
-                result, "qat" if technique == "qat" else "float32", None,
-                payload.get("fixed", False))
-            answer.update(tflite=blob, fixed=fixed)
+            blob, _ = _converter.convert_keras(  # the variant reads its batch from the blob
+                result, "qat" if technique == "qat" else "float32", None)
+            answer["tflite"] = blob
         except Exception as exc:
             answer["conversion_error"] = f"{type(exc).__name__}: {exc}"
         return answer
@@ -218,7 +217,6 @@ class TechniqueResult:
     model: Any
     notes: tuple[str, ...]
     tflite: bytes | None
-    fixed: bool
     conversion_error: str | None
 
 
@@ -227,8 +225,7 @@ _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "TypeError": Ty
 
 def technique(technique: str, model: Any, params: Any, settings: CompileSettings,
               train_file: str, progress: ProgressCallback | None = None, *,
-              rebuild: Callable[[Any], Any] | None = None,
-              fixed: bool = False) -> TechniqueResult:
+              rebuild: Callable[[Any], Any] | None = None) -> TechniqueResult:
     """Fine-tune ``model`` (a portable tf_keras model) with ``technique`` in the worker and
     convert the result, in one round trip.
 
@@ -246,8 +243,7 @@ def technique(technique: str, model: Any, params: Any, settings: CompileSettings
         os.mkdir(out_dir)
         write_model(model, model_dir)
         payload = {"technique": technique, "model_dir": model_dir, "out_dir": out_dir,
-                   "data": train_file, "params": params, "settings": settings.wire(),
-                   "fixed": fixed}
+                   "data": train_file, "params": params, "settings": settings.wire()}
 
         def on_progress(message: dict) -> bool:
             report = Progress(**message)
@@ -274,7 +270,7 @@ def technique(technique: str, model: Any, params: Any, settings: CompileSettings
             with _keras._quiet_native_logs():
                 made = read_model(out_dir)
         return TechniqueResult(made, tuple(result["notes"]), result.get("tflite"),
-                               bool(result.get("fixed")), result.get("conversion_error"))
+                               result.get("conversion_error"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

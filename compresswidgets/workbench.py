@@ -304,7 +304,7 @@ class Workbench:
         module = {"prune": pruning, "cluster": clustering, "qat": quantization}[technique]
         result, notes = module.apply(clone_with_weights(model), self.data, params, settings,
                                      progress)
-        return _jobs.TechniqueResult(result, tuple(notes), None, False, None)
+        return _jobs.TechniqueResult(result, tuple(notes), None, None)
 
     @staticmethod
     def _offloadable(model: Any, settings: CompileSettings) -> bool:
