@@ -43,6 +43,7 @@ _LAZY = {
     "to_tf_keras": "compresswidgets._bridge",
     "Workbench": "compresswidgets.workbench",
     "Comparison": "compresswidgets.workbench",
+    "VariantsChange": "compresswidgets.workbench",
     "Variant": "compresswidgets.variant",
     "Progress": "compresswidgets._training",
     "TrainingStopped": "compresswidgets._training",
@@ -71,6 +72,7 @@ __all__ = [
     "TensorStats",
     "TrainingStopped",
     "Variant",
+    "VariantsChange",
     "WeightInspector",
     "WeightReport",
     "Workbench",
@@ -98,7 +100,7 @@ if TYPE_CHECKING:
     from compresswidgets.widgets.pruning import PruningPanel
     from compresswidgets.widgets.quantization import QuantizationPanel
     from compresswidgets.widgets.studio import Studio
-    from compresswidgets.workbench import Comparison, Workbench
+    from compresswidgets.workbench import Comparison, VariantsChange, Workbench
 
 
 def __getattr__(name: str) -> Any:

@@ -103,6 +103,28 @@ def check_against_model(data: Data, model: Any) -> None:
             f"`x.reshape((-1, *{tuple(d if d is not None else -1 for d in expected)}))`, or "
             "pass the data this model was trained on."
         )
+    check_labels(data, model)
+
+
+def check_labels(data: Data, model: Any) -> None:
+    """Class labels (one per sample) must name one of the model's outputs: 0 .. units - 1."""
+    shape = getattr(model, "output_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 2 or not isinstance(shape[-1], int) \
+            or shape[-1] < 2:
+        return  # a mask, a single unit, several outputs or an unknown shape: no class labels
+    units = shape[-1]
+    for split in ("train", "test"):
+        y = getattr(data, f"y_{split}")
+        if y.ndim == 2 and y.shape[1] == units:
+            continue  # one-hot
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or continuous(y):
+            continue  # not sparse class labels: the user's metric and loss judge them
+        low, high = y.min(), y.max()
+        if low < 0 or high >= units:
+            raise ValueError(
+                f"y_{split} holds labels from {low:g} to {high:g}, but the model has {units} "
+                f"outputs, so class labels must be whole numbers in 0..{units - 1}. Check the "
+                "labels (1-based classes: subtract 1) or the size of the model's last layer.")
 
 
 def default_metric(y_true: np.ndarray, y_pred: np.ndarray, threshold: float = 0.5) -> float:

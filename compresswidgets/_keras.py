@@ -219,7 +219,15 @@ def keras_flavour(obj: Any) -> str | None:
 
 
 def describe(obj: Any, limit: int = 80) -> str:
-    """A short, safe description of what the user passed, for error messages."""
+    """A short, safe description of what the user passed, for error messages: its type and
+    a shortened repr; for a tuple, list or dict, its length and what it holds."""
+    if isinstance(obj, tuple | list | dict) and not isinstance(obj, str):
+        kinds = sorted({type(item).__name__ for item in
+                        (obj.values() if isinstance(obj, dict) else obj)})
+        holding = f" of {', '.join(kinds)}" if kinds else ""
+        name = type(obj).__qualname__
+        return (f"a {name} of {len(obj)} item{'s' if len(obj) != 1 else ''}{holding}"
+                if obj else f"an empty {name}")
     text = repr(obj)
     if len(text) > limit:
         text = text[: limit - 3] + "..."

@@ -225,6 +225,16 @@ def compile_settings(reference: Any, data: Data, learning_rate: float | None,
                      default_learning_rate: float) -> CompileSettings:
     """The user's compile settings when the model is compiled (their own loss, optimizer
     and metrics, Python functions and Loss subclasses included), else defaults for the task."""
+    if learning_rate is not None:
+        from compresswidgets.techniques._common import check_number
+
+        learning_rate = check_number("learning_rate", learning_rate, 0.0, 10.0,
+                                     hint="Pass e.g. learning_rate=1e-4, or None for the "
+                                          "technique's default.")
+        if learning_rate == 0:
+            raise ValueError("learning_rate must be above 0, but got 0: fine-tuning would "
+                             "not change a weight. Pass e.g. learning_rate=1e-4, or epochs=0 "
+                             "for no fine-tuning.")
     k = _keras.keras()
     optimizer = getattr(reference, "optimizer", None)
     loss = getattr(reference, "loss", None)

@@ -64,6 +64,12 @@ def load_model(path: str | os.PathLike, *, custom_objects: dict[str, Any] | None
         raise ValueError(f"{str(path)!r} is not a Keras model file (suffix {where.suffix!r}). "
                          f"Expected a {FORMATS}. A .tflite file is already converted: load it "
                          "with cw.Variant.load or benchmark it with ai_edge_litert.")
+    if where.is_file() and where.suffix == ".keras" and not zipfile.is_zipfile(where):
+        raise ValueError(
+            f"{str(path)!r} is not a complete .keras file: a .keras file is a zip archive, and "
+            f"this one ({where.stat().st_size:,} bytes) has no zip directory, so it was cut "
+            "short (an interrupted copy or download) or is not a .keras file. Expected a "
+            "file written by model.save('model.keras'): copy or save it again.")
     version = _keras3_version(where)
     if version is not None:
         return _load_keras3(where, version, custom_objects, compile)
@@ -72,7 +78,7 @@ def load_model(path: str | os.PathLike, *, custom_objects: dict[str, Any] | None
         with _keras._quiet_native_logs(), _absl_quiet():
             model = k.models.load_model(str(where), custom_objects=custom_objects,
                                         compile=compile)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OSError) as exc:  # OSError: h5py on a file that is not HDF5
         raise ValueError(_explain(path, exc)) from exc
     if not isinstance(model, k.Model):
         raise ValueError(
@@ -142,4 +148,5 @@ def _explain(path: Any, exc: BaseException) -> str:
                 "post-training quantized; prune, cluster and QAT need a Sequential or "
                 "functional model.")
     return (f"Keras could not load {str(path)!r} ({type(exc).__name__}: {text}). "
-            f"Expected a {FORMATS} written by tf_keras' model.save(...).")
+            f"Expected a {FORMATS} written by tf_keras' model.save(...); if the file was "
+            "copied or downloaded, check that it is complete.")

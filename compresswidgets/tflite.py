@@ -177,6 +177,23 @@ def sizes(tflite: bytes) -> tuple[int, int]:
     return len(tflite), len(gzip.compress(tflite, compresslevel=9, mtime=0))
 
 
+def check_flatbuffer(blob: Any, where: str = "tflite") -> bytes:
+    """``blob`` as bytes if it is a TFLite flatbuffer (the ``TFL3`` identifier at byte 4),
+    else a three-part error: what it is, what is expected, how to get one."""
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise TypeError(f"{where} must be the bytes of a .tflite model, but got "
+                        f"{_keras.describe(blob)}. Pass `open(path, 'rb').read()` or a "
+                        "converter's output.")
+    blob = bytes(blob)
+    if len(blob) < 8 or blob[4:8] != b"TFL3":
+        head = blob[:16]
+        raise ValueError(f"{where} is not a TFLite model: {len(blob):,} bytes starting with "
+                         f"{head!r}, where a .tflite file has the identifier b'TFL3' at byte 4. "
+                         "The file may be truncated or something else; convert the model "
+                         "again (tf.lite.TFLiteConverter) or save the variant again.")
+    return blob
+
+
 def interpreter(tflite: bytes, num_threads: int = 1) -> Any:
     """A LiteRT interpreter for the flatbuffer (not yet allocated)."""
     from ai_edge_litert.interpreter import Interpreter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Data, MetricSpec
+from compresswidgets._files import write_files
 from compresswidgets.inspection import inspect_weights
 from compresswidgets.techniques._common import kernel_of
 
@@ -88,7 +90,7 @@ class Variant:
         # what is converted to .tflite when not keras_model: the Keras 3 model itself, for
         # the original of a bridged Workbench (its own export path, as the user would)
         self._export_model = export_model
-        self._tflite = tflite
+        self._tflite = None if tflite is None else tfl.check_flatbuffer(tflite, "tflite")
         self._mode = mode
         self._context = context
         self._notes = tuple(notes)
@@ -432,32 +434,31 @@ class Variant:
         The file name is the variant's name made safe for any file system. Returns the JSON path.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         stem = safe_filename(self._name)
         from_keras3 = self._context is not None and self._context.keras3_model is not None
         if keras is None:
             keras = from_keras3 and not self.is_quantized
+        files: dict[str, bytes | str] = {}
         if keras:
             if from_keras3:
-                self.to_keras3().save(folder / f"{stem}.keras")
+                files[f"{stem}.keras"] = _keras_file(self.to_keras3())
             elif self._keras_model is not None:
-                self._keras_model.save(folder / f"{stem}.keras")
+                files[f"{stem}.keras"] = _keras_file(self._keras_model)
             else:
                 raise ValueError(f"Variant {self._name!r} has no Keras model to write as "
-                                 ".keras (it is quantized: its .tflite is the model).")
-        blob = self.tflite
-        metrics = self.metrics()
+                                 ".keras (it is quantized: its .tflite is the model). Save it "
+                                 "with keras=False, or save its parent with keras=True.")
         document = {
             "format": FORMAT, "name": self._name, "recipe": self.recipe,
             "lineage": self.recipe_chain,
-            "metrics": metrics, "notes": list(self._notes), "tflite": f"{stem}.tflite",
+            "metrics": self.metrics(), "notes": list(self._notes), "tflite": f"{stem}.tflite",
             "keras": f"{stem}.keras" if keras else None,
             "code": self.code,
         }
-        (folder / f"{stem}.tflite").write_bytes(blob)
-        path = folder / f"{stem}.json"
-        path.write_text(json.dumps(document, indent=2, default=_json_default))
-        return path
+        files[f"{stem}.tflite"] = self.tflite
+        files[f"{stem}.json"] = json.dumps(document, indent=2, default=_json_default)
+        write_files(folder, files)  # all of them or none
+        return folder.expanduser() / f"{stem}.json"
 
     @classmethod
     def load(cls, path: str | Path) -> Variant:
@@ -481,12 +482,30 @@ class Variant:
             raise ValueError(f"{str(path)!r} is not a compresswidgets variant (format "
                              f"{document.get('format') if isinstance(document, dict) else None!r}"
                              f", expected {FORMAT!r}).")
+        missing = [key for key in ("name", "recipe", "tflite", "metrics") if key not in document]
+        if missing:
+            raise ValueError(f"{str(path)!r} is not a complete saved variant: it has no "
+                             f"{', '.join(missing)}. Expected what Variant.save() writes; "
+                             "save the variant again.")
         blob_path = path.parent / Path(str(document["tflite"])).name  # never outside the folder
+        if not blob_path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} names {blob_path.name!r}, which is not "
+                                    f"beside it. Keep the .tflite that Variant.save() wrote "
+                                    "in the same folder as its .json.")
+        blob = tfl.check_flatbuffer(blob_path.read_bytes(), repr(str(blob_path)))
         recipe = dict(document["recipe"])
         recipe.pop("parent", None)
-        return cls(document["name"], recipe, tflite=blob_path.read_bytes(),
+        return cls(document["name"], recipe, tflite=blob,
                    notes=tuple(document.get("notes", ())), metrics=document["metrics"],
                    saved_code=document.get("code"), saved_chain=document.get("lineage"))
+
+
+def _keras_file(model: Any) -> bytes:
+    """A model's ``.keras`` file as bytes (written aside first: Keras saves to a path)."""
+    with tempfile.TemporaryDirectory(prefix="cw-keras-") as scratch:
+        path = Path(scratch) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
 
 
 def _recurrent_kernels(layer: Any) -> dict[str, Any]:

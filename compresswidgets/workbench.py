@@ -25,7 +25,10 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
+import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,7 +59,17 @@ from compresswidgets.techniques._common import (
 )
 from compresswidgets.variant import Context, Variant
 
-__all__ = ["Comparison", "Workbench"]
+__all__ = ["Comparison", "VariantsChange", "Workbench"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantsChange:
+    """What a Workbench tells its observers (:meth:`Workbench.observe`) when it adds a variant:
+    ``added`` is the new variant, ``variants`` all of them now, the original first."""
+
+    workbench: Workbench
+    added: Variant
+    variants: tuple[Variant, ...]
 
 
 def release_memory() -> None:
@@ -171,6 +184,8 @@ class Workbench:
                                 notes=bridged.notes if bridged else (),
                                 code_step=_bridge_code() if bridged else "")
         self._variants: list[Variant] = [self.original]
+        self._observers: list[Callable[[], Callable[[VariantsChange], Any] | None]] = []
+        self._lock = threading.Lock()
         self._scratch: str | None = None
 
     # ------------------------------------------------------------------ variants
@@ -183,6 +198,44 @@ class Workbench:
     def variants(self) -> tuple[Variant, ...]:
         """All variants in creation order, the original first."""
         return tuple(self._variants)
+
+    def observe(self, callback: Callable[[VariantsChange], Any]) -> Callable[..., Any]:
+        """Call ``callback(change)`` (a :class:`VariantsChange`) whenever a variant is added,
+        in the thread that added it. Every panel on this Workbench observes it, so a variant
+        made in code or in another panel appears everywhere at once.
+
+        A bound method is held weakly (a panel that is gone stops being called); a function
+        is held until :meth:`unobserve`. An observer that raises is reported as a warning and
+        does not undo the variant. Returns ``callback``, so it can decorate a function.
+        """
+        if not callable(callback):
+            raise TypeError(f"observe() takes a callable, e.g. `wb.observe(lambda change: "
+                            f"print(change.added.name))`, but got {describe(callback)}.")
+        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+            ref: Callable[[], Any] = weakref.WeakMethod(callback)
+        else:
+            ref = functools.partial(_same, callback)
+        with self._lock:
+            self._observers.append(ref)
+        return callback
+
+    def unobserve(self, callback: Callable[[VariantsChange], Any]) -> None:
+        """Stop calling ``callback`` (one that :meth:`observe` was given)."""
+        with self._lock:
+            self._observers = [ref for ref in self._observers if ref() not in (None, callback)]
+
+    def _notify(self, added: Variant) -> None:
+        with self._lock:
+            live = [f for f in (ref() for ref in self._observers) if f is not None]
+            self._observers = [ref for ref in self._observers if ref() is not None]
+        change = VariantsChange(self, added, self.variants)
+        for callback in live:
+            try:
+                callback(change)
+            except Exception as exc:  # the variant stays: an observer cannot undo it
+                warnings.warn(f"An observer of this Workbench ({callback!r}) raised "
+                              f"{type(exc).__name__}: {exc}. {added.name!r} was added anyway.",
+                              RuntimeWarning, stacklevel=2)
 
     def __getitem__(self, name: str) -> Variant:
         for v in self._variants:
@@ -284,7 +337,9 @@ class Workbench:
                        code_step=code_step, conversion_error=error)
 
     def _add(self, variant: Variant) -> Variant:
-        self._variants.append(variant)
+        with self._lock:
+            self._variants.append(variant)
+        self._notify(variant)
         return variant
 
     @staticmethod
@@ -461,9 +516,11 @@ class Workbench:
         return rows
 
 
-def _warn(message: str) -> None:
-    import warnings
+def _same(value: Any) -> Any:
+    return value
 
+
+def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 

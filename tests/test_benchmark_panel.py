@@ -143,7 +143,7 @@ def test_errors_leave_the_panel_usable(panel, tmp_path, monkeypatch):
     afile.write_text("keep")
     panel.folder = str(afile)
     panel._save_tflite.click()
-    assert "existing file, not a folder" in panel._error.value and afile.read_text() == "keep"
+    assert "it is a file, not a folder" in panel._error.value and afile.read_text() == "keep"
     for box in panel._variants.children:
         box.value = False
     panel._run_button.click()
@@ -188,14 +188,16 @@ def test_stop_between_measurements(panel):
     assert panel._error.value == "" and not panel._run_button.disabled
 
 
-def test_refresh_variants_keeps_ticks(demo):
+def test_follows_the_workbench_and_keeps_ticks(demo):
+    """A variant made in code appears in the panel at once (it observes the Workbench),
+    ticked, and the user's ticks stay."""
     wb = cw.Workbench(*demo)
     panel = BenchmarkPanel(wb)
     panel._boxes["original"].value = False
     made = wb.quantize("dynamic")
-    assert [v.name for v in panel.selected_variants] == []
-    panel.refresh_variants()
     assert panel.selected_variants == [made]
+    assert [b.description for b in panel._variants.children] == ["original · original",
+                                                                  "dynamic · quantize"]
     assert [b.value for b in panel._variants.children] == [False, True]
 
 

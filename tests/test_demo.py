@@ -7,6 +7,7 @@ import pytest
 from _helpers import weights_bytes
 
 import compresswidgets as cw
+from compresswidgets import _keras
 from compresswidgets import demo as demo_module
 
 
@@ -29,10 +30,16 @@ def test_demo_model_architecture_and_accuracy(demo):
         "Conv2D", "Conv2D", "Conv2D", "Flatten", "Dense", "Dense"]
     assert [layer.filters for layer in model.layers[:3]] == [64, 32, 32]
     assert model.layers[-1].units == 10
-    assert model.__module__.startswith("tf_keras") or type(model).__module__.startswith("tf_keras")
+    assert _keras.keras_flavour(model) == "tf_keras"  # what tfmot wraps, not Keras 3
     probs = model.predict(data.x_test, verbose=0)
+    assert probs.shape == (len(data.x_test), 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)  # a softmax
     accuracy = float(np.mean(probs.argmax(axis=1) == data.y_test))
     assert accuracy >= 0.95
+    # the split is scikit-learn's digits, 8x8 in [0, 1], every class in both splits
+    assert data.x_train.shape[1:] == (8, 8, 1)
+    assert 0.0 <= data.x_train.min() <= data.x_train.max() <= 1.0
+    assert set(np.unique(data.y_train)) == set(np.unique(data.y_test)) == set(range(10))
     assert model.optimizer is not None  # compiled, ready to evaluate or fine-tune
 
 

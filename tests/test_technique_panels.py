@@ -75,7 +75,7 @@ def test_cluster_errors_show_in_the_panel(wb):
         box.value = False
     panel._apply.click()
     panel.wait(60)
-    assert "cw-error" in panel._error.value and "matches no layer" in panel._error.value
+    assert "cw-error" in panel._error.value and "No layer is ticked under" in panel._error.value
     assert wb.variants == before and not panel.running and not panel._apply.disabled
 
 

@@ -59,7 +59,10 @@ def test_polynomial_pruning_reaches_the_target_in_every_layer(wb, pruned):
         "Conv2D", "Conv2D", "Conv2D", "Flatten", "Dense", "Dense"]
     # sparsity is what gzip can squeeze
     assert pruned.gzipped_bytes < 0.45 * wb.original.gzipped_bytes
-    assert pruned.accuracy > 0.5
+    # every kernel at 80 %, the two small ones too, costs points (measured over three runs:
+    # 0.80 to 0.89 from 0.97); the default selection costs about 1 (its own test)
+    assert wb.original.accuracy - 0.2 <= pruned.accuracy < wb.original.accuracy
+    assert pruned.accuracy == pytest.approx(pruned.keras_accuracy, abs=0.01)  # .tflite ~ Keras
 
 
 def test_the_default_selection_leaves_small_layers_out_and_says_so(wb):
@@ -180,8 +183,60 @@ def test_variants_keep_creation_order_and_parents(wb, pruned, pruned_clustered):
     names = [v.name for v in wb.variants]
     assert names.index(pruned.name) < names.index(pruned_clustered.name)
     assert pruned_clustered.name == "prune 80% > cluster 16"
+    assert pruned_clustered.parent is pruned and pruned.parent is wb.original
+    assert [v.name for v in pruned_clustered.lineage] == ["original", "prune 80%",
+                                                          "prune 80% > cluster 16"]
     assert wb[pruned.name] is pruned
-    assert len(set(names)) == len(names)
+    # the same recipe again gets a name of its own; the first keeps its own
+    again = wb.quantize("float16", base=pruned_clustered)
+    twice = wb.quantize("float16", base=pruned_clustered)
+    assert (again.name, twice.name) == ("prune 80% > cluster 16 > float16",
+                                       "prune 80% > cluster 16 > float16 #2")
+    assert wb[again.name] is again and wb[twice.name] is twice
+    assert [v.name for v in wb.variants][-2:] == [again.name, twice.name]
+    with pytest.raises(KeyError, match="No variant named 'nope'"):
+        wb["nope"]
+
+
+def test_observers_hear_of_every_variant(wb, demo):
+    heard, other = [], []
+    wb.observe(heard.append)
+    fresh = cw.Workbench(*demo)
+    fresh.observe(other.append)
+    made = wb.quantize("float16")
+    assert [(c.added, c.workbench, c.variants) for c in heard] == [(made, wb, wb.variants)]
+    assert other == []  # another Workbench's observers hear nothing
+
+    class Panel:  # a bound method is held weakly: a panel that is gone is not called
+        calls = 0
+
+        def on_change(self, change):
+            Panel.calls += 1
+
+    panel = Panel()
+    wb.observe(panel.on_change)
+    del panel
+    wb.unobserve(heard.append)
+
+    def broken(change):
+        raise RuntimeError("observer bug")
+
+    wb.observe(broken)
+    with pytest.warns(RuntimeWarning, match="observer bug.*was added anyway"):
+        kept = wb.quantize("float16")
+    assert wb.variants[-1] is kept and len(heard) == 1 and Panel.calls == 0
+    wb.unobserve(broken)
+    with pytest.raises(TypeError, match="takes a callable"):
+        wb.observe("refresh")
+
+
+def test_a_lone_panel_follows_the_workbench(wb):
+    """Nobody refreshes it by hand: a variant made in code is offered as a base at once."""
+    panel = cw.ClusteringPanel(wb)
+    made = wb.prune(0.5, epochs=0, name="made in code")
+    assert made.name in panel._base.options
+    panel.base = made.name
+    assert panel.preserve_sparsity  # a pruned base: its zeros are kept by default
 
 
 def test_compare_is_one_call(wb, pruned):

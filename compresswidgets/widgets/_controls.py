@@ -6,12 +6,16 @@ import base64
 import html
 import io
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as widgets
+import traitlets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from compresswidgets.techniques._common import check_number
 
 
 def esc(value: Any) -> str:
@@ -58,18 +62,111 @@ def _numeric(cell: Any) -> bool:
     return True
 
 
-def error_html(exc: BaseException) -> str:
+def _collapsed(css_class: str, title: str, text: str) -> str:
+    return (f"<details class='{css_class}'><summary>{esc(title)}</summary>"
+            f"<pre style='font-size:10px;max-height:240px;overflow:auto'>{esc(text)}</pre>"
+            "</details>")
+
+
+def error_html(exc: BaseException, *, trace: bool = False) -> str:
     """A readable error box: the exception's class and message, escaped; where there is more
-    (a converter's full output), it is in a collapsed section below."""
+    (a converter's full output, and with ``trace`` the traceback of a background job), it is
+    in a collapsed section below."""
     details = getattr(exc, "details", "")
-    more = (f"<details class='cw-error-details'><summary>full output</summary>"
-            f"<pre style='font-size:10px;max-height:240px;overflow:auto'>{esc(details)}</pre>"
-            "</details>" if details and details != str(exc) else "")
+    more = (_collapsed("cw-error-details", "full output", details)
+            if details and details != str(exc) else "")
+    if trace:
+        more += _collapsed("cw-traceback", "traceback",
+                           "".join(traceback.format_exception(exc)))
     return (
         "<div class='cw-error' style='border:1px solid #d9534f;background:#fdf1f0;color:#7a1f1c;"
         "padding:6px 10px;border-radius:4px;white-space:pre-wrap'>"
         f"<b>{esc(type(exc).__name__)}</b>: {esc(exc)}{more}</div>"
     )
+
+
+class Choice(traitlets.TraitType):
+    """A panel trait that holds one of ``choices``; anything else is a ``TraitError`` saying
+    what was set, what the choices are and how to set one (the control would refuse it too)."""
+
+    def __init__(self, default_value: Any, choices: Iterable[Any], **kwargs: Any) -> None:
+        self.choices = tuple(choices)
+        super().__init__(default_value, **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        same_kind = isinstance(value, type(self.default_value)) and not (
+            isinstance(value, bool) and not isinstance(self.default_value, bool))
+        if same_kind and value in self.choices:
+            return value
+        raise traitlets.TraitError(
+            f"{type(obj).__name__}.{self.name} = {value!r} is not one of its choices. Expected "
+            f"one of {', '.join(map(repr, self.choices))}: e.g. "
+            f"panel.{self.name} = {self.default_value!r}.")
+
+
+class Bounded(traitlets.TraitType):
+    """A panel number in ``[low, high]`` (the control's range); a wrong type, NaN, infinity or
+    a value out of range is a ``TraitError`` with what was set, the range and an example."""
+
+    def __init__(self, default_value: float, low: float, high: float, *, integer: bool = False,
+                 **kwargs: Any) -> None:
+        self.low, self.high, self.integer = low, high, integer
+        super().__init__(default_value, **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        try:
+            return check_number(f"{type(obj).__name__}.{self.name}", value, self.low, self.high,
+                                integer=self.integer,
+                                hint=f"Set e.g. panel.{self.name} = {self.default_value!r}.")
+        except (TypeError, ValueError) as exc:
+            raise traitlets.TraitError(str(exc)) from None
+
+
+class JobPanel(widgets.VBox):
+    """A panel that runs one long job at a time in a background thread: ``running`` while it
+    does, ``blocked`` (a reason) while it may not start one (a Studio sets it when another tab
+    runs). Every exception of the job lands in the panel's error box, with its traceback."""
+
+    running = traitlets.Bool(False, help="a job is in progress")
+    blocked = traitlets.Unicode("", help="why this panel may not start a job now; '' = it may")
+
+    #: the button that starts a job; set by subclasses
+    _start: widgets.Button
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._job = Job()
+        self._error = widgets.HTML()
+        self._status = widgets.HTML()
+        self.observe(self._on_blocked, names=["blocked", "running"])
+
+    def _on_blocked(self, _change: Any = None) -> None:
+        self._start.disabled = self.running or bool(self.blocked)
+        self._start.tooltip = self.blocked or self._start_tooltip
+
+    @property
+    def _start_tooltip(self) -> str:
+        return ""
+
+    def _may_start(self) -> bool:
+        """Whether a job may start now; if not because it is blocked, the box says why."""
+        if self.running:
+            return False
+        if self.blocked:
+            self._error.value = error_html(RuntimeError(
+                f"{self.blocked} Wait for it to finish (or Stop it), then start again."))
+            return False
+        self._error.value = ""
+        return True
+
+    def _failed(self, exc: BaseException) -> None:
+        """Show a job's exception (nothing a background thread raises is lost)."""
+        self._error.value = error_html(exc, trace=True)
+        self._status.value = ""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run has finished (for scripts and tests)."""
+        self._job.wait(timeout)
 
 
 class FigureImage:

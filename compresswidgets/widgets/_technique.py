@@ -19,10 +19,9 @@ from compresswidgets._training import Progress, TrainingStopped
 from compresswidgets.inspection import histogram_of
 from compresswidgets.plots import plot_histogram
 from compresswidgets.techniques._common import TINY, kernel_of, layer_size, select_layers
-from compresswidgets.tflite import ConversionError
 from compresswidgets.widgets._controls import (
     FigureImage,
-    Job,
+    JobPanel,
     error_html,
     esc,
     grid_html,
@@ -39,12 +38,15 @@ def _figure(css_class: str) -> FigureImage:
                        top=0.88)
 
 
-class TechniquePanel(widgets.VBox):
-    """Base of the technique panels; see PruningPanel, ClusteringPanel, QuantizationPanel."""
+class TechniquePanel(JobPanel):
+    """Base of the technique panels; see PruningPanel, ClusteringPanel, QuantizationPanel.
+
+    The panel follows its Workbench (``workbench.observe``): a variant made anywhere, by
+    another panel or in code, is offered as a base at once.
+    """
 
     base = traitlets.Unicode("original", help="name of the variant the technique starts from")
     preview_layer = traitlets.Unicode("", help="layer whose histogram is previewed")
-    running = traitlets.Bool(False, help="a run is in progress")
     made = traitlets.Unicode("", help="name of the last variant this panel made")
 
     #: set by subclasses
@@ -59,7 +61,6 @@ class TechniquePanel(widgets.VBox):
         self.add_class(self.css_class)
         self.workbench = workbench
         self.result: Any = None
-        self._job = Job()
         self._kernels: dict[tuple[str, str], np.ndarray] = {}
         self._defaults: tuple[str | None, set[str]] = (None, set())
 
@@ -69,14 +70,13 @@ class TechniquePanel(widgets.VBox):
                                          tooltip="The layer whose histogram is previewed")
         self._layers = widgets.VBox(layout=widgets.Layout(max_height="180px", overflow="auto"))
         self._layers_note = widgets.HTML()
-        self._apply = widgets.Button(description="Apply", button_style="primary",
-                                     icon=self.apply_icon, tooltip=self.apply_tooltip)
+        self._apply = self._start = widgets.Button(
+            description="Apply", button_style="primary", icon=self.apply_icon,
+            tooltip=self.apply_tooltip)
         self._stop_button = widgets.Button(description="Stop", icon="stop", disabled=True,
                                            tooltip="Stop the fine-tuning; nothing is added")
         self._progress = widgets.FloatProgress(min=0.0, max=1.0,
                                                layout=widgets.Layout(width="300px"))
-        self._status = widgets.HTML()
-        self._error = widgets.HTML()
         self._preview_fig = _figure("cw-preview-plot")
         self._result = widgets.HTML()
         self._result.add_class("cw-result")
@@ -115,6 +115,31 @@ class TechniquePanel(widgets.VBox):
         self.observe(lambda _: self._safe_preview(), names=["preview_layer"])
         self.observe(self._on_running, names=["running"])
         self._on_base()
+        workbench.observe(self._on_variants)
+
+    @property
+    def _start_tooltip(self) -> str:
+        return self.apply_tooltip
+
+    @traitlets.validate("base")
+    def _valid_base(self, proposal: Any) -> str:
+        names = self._eligible_variants()
+        if proposal["value"] not in names:
+            raise traitlets.TraitError(
+                f"{type(self).__name__}.base = {proposal['value']!r} is not a variant it can "
+                f"start from. Expected one of {', '.join(map(repr, names))} (Keras variants "
+                "of the Workbench; quantize last): e.g. panel.base = 'original'.")
+        return proposal["value"]
+
+    @traitlets.validate("preview_layer")
+    def _valid_preview_layer(self, proposal: Any) -> str:
+        names = [name for _, name in self._preview.options]
+        if proposal["value"] not in names:
+            raise traitlets.TraitError(
+                f"{type(self).__name__}.preview_layer = {proposal['value']!r} is not a layer of "
+                f"{self.base!r} this panel can preview. Expected one of "
+                f"{', '.join(map(repr, names))}: e.g. panel.preview_layer = {names[0]!r}.")
+        return proposal["value"]
 
     # ------------------------------------------------------------------ for subclasses
     def _build(self) -> tuple[list[widgets.Widget], list[widgets.Widget]]:
@@ -136,11 +161,17 @@ class TechniquePanel(widgets.VBox):
 
     # ------------------------------------------------------------------ state
     def refresh_variants(self) -> None:
-        """Offer every variant this technique can start from (Keras models, not quantized)."""
+        """Offer every variant this technique can start from (Keras models, not quantized).
+        Called by the Workbench whenever it adds a variant; no need to call it yourself."""
         names = self._eligible_variants()
         current = self.base if self.base in names else "original"
-        self._base.options = names
-        self.base = current
+        with self._base.hold_sync():
+            self._base.options = names
+            self.base = current
+
+    def _on_variants(self, _change: Any) -> None:
+        if not self.running:  # a running panel refreshes when its run ends
+            self.refresh_variants()
 
     def _eligible_variants(self) -> list[str]:
         return [v.name for v in self.workbench.variants
@@ -194,10 +225,11 @@ class TechniquePanel(widgets.VBox):
             self._layers_note.value = "".join(f"<div style='color:#666'>{esc(n)}</div>"
                                               for n in notes if n)
         names = [layer.name for layer in layers]
-        self._preview.options = self._preview_options(layers)
-        if self.preview_layer not in names:
-            self.preview_layer = (max(layers, key=lambda layer: layer.count_params()).name
-                                  if names else "")
+        with self._preview.hold_sync():  # options and value reach the page as one message
+            self._preview.options = self._preview_options(layers)
+            if self.preview_layer not in names:
+                self.preview_layer = (max(layers, key=lambda layer: layer.count_params()).name
+                                      if names else "")
         self._error.value = error_html(self._unavailable) if self._unavailable else ""
         self._safe_preview()
 
@@ -221,6 +253,11 @@ class TechniquePanel(widgets.VBox):
         return self.workbench.bridge_error
 
     @property
+    def _uses_checklist(self) -> bool:
+        """Whether Apply acts on the ticked layers (QAT does; a conversion takes them all)."""
+        return bool(self.layers_title)
+
+    @property
     def selected_layers(self) -> list[str]:
         """The ticked layers of the checklist."""
         return [b.layer_name for b in self._layers.children if b.value]
@@ -238,8 +275,9 @@ class TechniquePanel(widgets.VBox):
         try:
             kernel = self._kernel(self.preview_layer)
             self._draw_preview(kernel, self._preview_fig.clear())
-        except (ValueError, TypeError, KeyError) as exc:
-            self._error.value = error_html(exc)
+        except Exception as exc:  # an observer's error would reach nobody: show it
+            self._error.value = error_html(exc, trace=not isinstance(exc, ValueError | TypeError
+                                                                     | KeyError))
             return
         self._preview_fig.render()
 
@@ -258,17 +296,19 @@ class TechniquePanel(widgets.VBox):
 
     # ------------------------------------------------------------------ running
     def apply(self) -> None:
-        """Start the technique in a background thread (see :meth:`wait`)."""
-        if self.running:
+        """Start the technique in a background thread (see :meth:`wait`); while the panel is
+        ``blocked`` the error box says why instead."""
+        if not self._may_start():
             return
-        self._error.value = ""
+        if self._uses_checklist and self._layers.children and not self.selected_layers:
+            self._error.value = error_html(ValueError(
+                f"No layer is ticked under '{self.layers_title}' (layers=[]), so there is "
+                "nothing to apply it to. Tick at least one layer; the layers ticked when the "
+                "panel opened are the engine's default."))
+            return
         self._progress.value = 0.0
         self.running = True
         self._job.start(self._run)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the current run has finished (for scripts and tests)."""
-        self._job.wait(timeout)
 
     def stop(self) -> None:
         """Ask the running fine-tuning to stop after the current batch."""
@@ -292,17 +332,16 @@ class TechniquePanel(widgets.VBox):
             variant = self._engine(self._report)
         except TrainingStopped as exc:
             self._status.value = esc(str(exc))
-        except (ValueError, TypeError, RuntimeError, KeyError, ConversionError) as exc:
-            self._error.value = error_html(exc)
-            self._status.value = ""
+        except Exception as exc:  # in a thread, an uncaught error would vanish
+            self._failed(exc)
         else:
             self.result = variant
             self._progress.value = 1.0
             self._status.value = "measuring the result…"
             try:
                 self._show(variant)
-            except (ValueError, TypeError, RuntimeError, KeyError) as exc:
-                self._error.value = error_html(exc)
+            except Exception as exc:  # e.g. a variant that cannot be measured: it is kept
+                self._failed(exc)
             self._status.value = esc(f"made {variant.name!r}")
             self.made = variant.name
         finally:
@@ -310,7 +349,7 @@ class TechniquePanel(widgets.VBox):
 
     def _on_running(self, change: Any) -> None:
         busy = bool(change["new"])
-        for control in (self._apply, self._base, *self._locked, *self._layers.children):
+        for control in (self._base, *self._locked, *self._layers.children):
             control.disabled = busy
         self._stop_button.disabled = not (busy and self._stoppable())
         if not busy:

@@ -14,10 +14,18 @@ import ipywidgets as widgets
 import traitlets
 
 from compresswidgets._data import ACCURACY, MetricSpec
+from compresswidgets._files import write_files
 from compresswidgets.benchmarking import BenchmarkProgress, BenchmarkReport
 from compresswidgets.plots import plot_latency, plot_memory, plot_sizes, plot_tradeoff
 from compresswidgets.variant import Variant, safe_filename
-from compresswidgets.widgets._controls import FigureImage, Job, error_html, esc, grid_html
+from compresswidgets.widgets._controls import (
+    Bounded,
+    FigureImage,
+    JobPanel,
+    error_html,
+    esc,
+    grid_html,
+)
 
 HEADER = ("variant", "threads", "batch", "init ms", "first inference ms", "mean ms",
           "median ms", "p90 ms", "memory MB", "size B", "gzipped B", "accuracy", "error")
@@ -47,7 +55,7 @@ def _number(description: str, low: int, high: int, tooltip: str) -> widgets.Boun
                                   layout=widgets.Layout(width="160px"))
 
 
-class BenchmarkPanel(widgets.VBox):
+class BenchmarkPanel(JobPanel):
     """Benchmark the .tflite variants of a Workbench: tick variants and thread counts, Run.
 
     Each measurement runs in a fresh LiteRT process, in a background thread (the kernel stays
@@ -62,19 +70,18 @@ class BenchmarkPanel(widgets.VBox):
         >>> panel.report.to_csv()                     # doctest: +SKIP
     """
 
-    threads = traitlets.List(traitlets.Int(min=1), default_value=[1])
-    runs = traitlets.Int(50)
-    warmup = traitlets.Int(5)
-    batch = traitlets.Int(1)
-    folder = traitlets.Unicode("")
-    running = traitlets.Bool(False)
+    threads = traitlets.List(Bounded(1, 1, 1024, integer=True), default_value=[1],
+                             help="interpreter thread counts to measure at")
+    runs = Bounded(50, 1, 1_000_000, integer=True, help="timed inferences per measurement")
+    warmup = Bounded(5, 0, 100_000, integer=True, help="untimed inferences first")
+    batch = Bounded(1, 1, 4096, integer=True, help="batch size where it is not fixed")
+    folder = traitlets.Unicode("", help="folder Save writes into")
 
     def __init__(self, workbench: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_class("cw-benchmark-panel")
         self.workbench = workbench
         self.report: BenchmarkReport | None = None
-        self._job = Job()
         self._boxes: dict[str, widgets.Checkbox] = {}
         self._measuring: list[int] = [1]
         self._syncing = False
@@ -90,17 +97,15 @@ class BenchmarkPanel(widgets.VBox):
                                "starts (caches, lazy allocations)")
         self._batch = _number("Batch", 1, 4096, "Batch size, used where the model's batch "
                               "dimension is not fixed")
-        self._run_button = widgets.Button(
+        self._run_button = self._start = widgets.Button(
             description="Run", button_style="primary", icon="play",
-            tooltip="Measure every ticked variant at every chosen thread count")
+            tooltip=self._start_tooltip)
         self._stop_button = widgets.Button(
             description="Stop", icon="stop", disabled=True,
             tooltip="Stop after the measurement in progress (Stop lands between measurements); "
                     "what was measured is kept")
         self._progress = widgets.FloatProgress(min=0.0, max=1.0,
                                                layout=widgets.Layout(width="240px"))
-        self._status = widgets.HTML()
-        self._error = widgets.HTML()
         self._summary = widgets.HTML()
         self._table = widgets.HTML(layout=widgets.Layout(overflow="auto"))
         self._figures = [FigureImage(4.4, 2.8, css_class=f"cw-{name}-plot", left=left,
@@ -144,10 +149,19 @@ class BenchmarkPanel(widgets.VBox):
             widgets.HBox([self._folder, self._save_report, self._save_tflite], layout=_WRAP),
         ]
         self.refresh_variants()
+        workbench.observe(self._on_variants)
+
+    @property
+    def _start_tooltip(self) -> str:
+        return "Measure every ticked variant at every chosen thread count"
 
     # ------------------------------------------------------------------ choices
+    def _on_variants(self, _change: Any) -> None:
+        self.refresh_variants()
+
     def refresh_variants(self) -> None:
-        """Rebuild the checklist from the Workbench, keeping ticks; new variants are ticked."""
+        """Rebuild the checklist from the Workbench, keeping ticks; new variants are ticked.
+        Called by the Workbench whenever it adds a variant; no need to call it yourself."""
         boxes = {}
         for v in self.workbench.variants:
             box = self._boxes.get(v.name) or widgets.Checkbox(
@@ -191,10 +205,10 @@ class BenchmarkPanel(widgets.VBox):
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
-        """Start the benchmark in a background thread (see :meth:`wait`)."""
-        if self.running:
+        """Start the benchmark in a background thread (see :meth:`wait`); while the panel is
+        ``blocked`` the error box says why instead."""
+        if not self._may_start():
             return
-        self._error.value = ""
         chosen = self.selected_variants
         problem = ""
         if not chosen:
@@ -210,10 +224,6 @@ class BenchmarkPanel(widgets.VBox):
         self._progress.value = 0.0
         self.running = True
         self._job.start(self._run, chosen)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the current run has finished (for scripts and tests)."""
-        self._job.wait(timeout)
 
     def stop(self) -> None:
         """Stop after the measurement in progress; the rows measured so far are kept."""
@@ -248,14 +258,13 @@ class BenchmarkPanel(widgets.VBox):
                 self._status.value = esc(f"done: {total} measurement(s) in "
                                          f"{time.monotonic() - start:.1f} s")
         except Exception as exc:  # a thread's traceback would be lost: show every failure
-            self._error.value = error_html(exc)
-            self._status.value = ""
+            self._failed(exc)
         finally:
             self.running = False
 
     def _on_running(self, change: Any) -> None:
         busy = bool(change["new"])
-        for control in (self._run_button, self._runs, self._warmup, self._batch,
+        for control in (self._runs, self._warmup, self._batch,
                         self._save_report, self._save_tflite, *self._boxes.values(),
                         *self._thread_toggles.values()):
             control.disabled = busy
@@ -318,21 +327,15 @@ class BenchmarkPanel(widgets.VBox):
                                  "created if missing.")
             contents = files()
             folder = Path(self.folder.strip()).expanduser().resolve()
-            if folder.exists() and not folder.is_dir():
-                raise ValueError(f"folder={self.folder!r} is an existing file, not a folder. "
-                                 "Choose a name that is free or already a folder, e.g. "
-                                 "benchmark-results.")
-            folder.mkdir(parents=True, exist_ok=True)
             paths = [(folder / name).resolve() for name, _ in contents]
             outside = [p for p in paths if p.parent != folder]  # e.g. a symlink elsewhere
             if outside:
                 raise ValueError(f"{str(outside[0])!r} is outside {str(folder)!r}: a link in "
                                  "the folder points elsewhere. Remove it or choose another "
                                  "folder; nothing was written.")
-            for path, (_, data) in zip(paths, contents, strict=True):
-                path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
-        except (OSError, ValueError, RuntimeError) as exc:
-            self._error.value = error_html(exc)
+            write_files(folder, dict(contents))  # all of them or none
+        except Exception as exc:
+            self._error.value = error_html(exc, trace=not isinstance(exc, OSError | ValueError))
             return []
         self._status.value = "saved: " + ", ".join(f"<code>{esc(p)}</code>" for p in paths)
         return paths

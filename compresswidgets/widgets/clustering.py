@@ -12,6 +12,7 @@ from compresswidgets.preview import kmeans_1d
 from compresswidgets.techniques import clustering
 from compresswidgets.techniques._common import left_alone_note
 from compresswidgets.techniques.clustering import INITS
+from compresswidgets.widgets._controls import Bounded, Choice
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 __all__ = ["ClusteringPanel"]
@@ -36,10 +37,11 @@ class ClusteringPanel(TechniquePanel):
         >>> cw.ClusteringPanel(wb)              # doctest: +SKIP
     """
 
-    clusters = traitlets.Int(16, help="distinct values per kernel")
-    init = traitlets.Unicode("kmeans++", help="centroid initialization")
+    clusters = Choice(16, CLUSTER_CHOICES, help="distinct values per kernel")
+    init = Choice("kmeans++", INITS, help="centroid initialization")
     preserve_sparsity = traitlets.Bool(False, help="keep zeros zero (on a pruned base)")
-    epochs = traitlets.Int(1, help="fine-tuning epochs; 0 clusters without training")
+    epochs = Bounded(1, 0, 20, integer=True, help="fine-tuning epochs; 0 clusters without "
+                     "training")
 
     css_class = "cw-clustering-panel"
     layers_title = "Layers to cluster"

@@ -11,11 +11,14 @@ import traitlets
 from compresswidgets.preview import prune_preview
 from compresswidgets.techniques import pruning
 from compresswidgets.techniques._common import left_alone_note
+from compresswidgets.widgets._controls import Bounded, Choice
 from compresswidgets.widgets._technique import TINY, TechniquePanel
 
 __all__ = ["TINY", "PruningPanel"]
 
 _ROW = widgets.Layout(flex_flow="row wrap")
+#: the panel's names of the engine's structures (None is "none")
+STRUCTURES = tuple("none" if s is None else s for s in pruning.STRUCTURES)
 
 
 class PruningPanel(TechniquePanel):
@@ -31,10 +34,10 @@ class PruningPanel(TechniquePanel):
         >>> cw.PruningPanel(wb)                 # doctest: +SKIP
     """
 
-    target_sparsity = traitlets.Float(0.5, help="fraction of each kernel set to zero")
-    schedule = traitlets.Unicode("polynomial", help="'polynomial' or 'constant'")
-    structure = traitlets.Unicode("none", help="'none' or '2:4'")
-    epochs = traitlets.Int(2, help="fine-tuning epochs; 0 prunes once")
+    target_sparsity = Bounded(0.5, 0.0, 0.95, help="fraction of each kernel set to zero")
+    schedule = Choice("polynomial", pruning.SCHEDULES, help="'polynomial' or 'constant'")
+    structure = Choice("none", STRUCTURES, help="'none' or '2:4'")
+    epochs = Bounded(2, 0, 20, integer=True, help="fine-tuning epochs; 0 prunes once")
 
     css_class = "cw-pruning-panel"
     layers_title = "Layers to prune"
@@ -50,7 +53,7 @@ class PruningPanel(TechniquePanel):
             description="Schedule",
             tooltip="Polynomial ramps sparsity up during fine-tuning; constant prunes at once")
         self._structure = widgets.Dropdown(
-            options=[("none", "none"), ("2:4", "2:4")], description="Structure",
+            options=STRUCTURES, description="Structure",
             tooltip="2:4 keeps two of every four weights (50 %), which some hardware speeds up")
         self._epochs = widgets.IntSlider(min=0, max=20, description="Epochs",
                                          tooltip="Fine-tuning epochs; 0 prunes once, no training")

@@ -12,7 +12,7 @@ from compresswidgets._converter import CALIBRATED, TABLE
 from compresswidgets.inspection import snr_db
 from compresswidgets.preview import int8_preview
 from compresswidgets.techniques import quantization
-from compresswidgets.widgets._controls import error_html
+from compresswidgets.widgets._controls import Bounded, Choice, error_html
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 __all__ = ["QuantizationPanel"]
@@ -36,9 +36,10 @@ class QuantizationPanel(TechniquePanel):
         >>> cw.QuantizationPanel(wb)            # doctest: +SKIP
     """
 
-    mode = traitlets.Unicode("dynamic", help="a quantization mode of Workbench.quantize")
-    representative_samples = traitlets.Int(100, help="calibration samples (int8, 16x8)")
-    epochs = traitlets.Int(1, help="QAT fine-tuning epochs")
+    mode = Choice("dynamic", quantization.MODES, help="a quantization mode of Workbench.quantize")
+    representative_samples = Bounded(100, 10, 1000, integer=True,
+                                     help="calibration samples (int8, 16x8)")
+    epochs = Bounded(1, 1, 20, integer=True, help="QAT fine-tuning epochs")
 
     css_class = "cw-quantization-panel"
     layers_title = "Layers to train with fake quantization (QAT)"
@@ -116,6 +117,10 @@ class QuantizationPanel(TechniquePanel):
         unticked = {b.layer_name for b in boxes if not b.value}
         return [layer.name for layer in self._base_model().layers
                 if type(layer).__name__ != "InputLayer" and layer.name not in unticked]
+
+    @property
+    def _uses_checklist(self) -> bool:
+        return self.mode == "qat"
 
     def _stoppable(self) -> bool:
         return self.mode == "qat"

@@ -65,10 +65,9 @@ class Studio(widgets.VBox):
         self._busy = widgets.HTML()
         self.children = [self.tabs, self._busy,
                          widgets.HTML("<b>Variants</b> (against the original)"), self._variants]
-        for panel in (self.prune, self.cluster, self.quantize):
-            panel.observe(self._on_made, names=["made"])
         for panel in self._jobs:
             panel.observe(self._on_job, names=["running"])
+        workbench.observe(self._on_variants)  # the panels observe it too
         self._refresh_inspect_options()
         self._inspect_pick.observe(self._on_inspect_pick, names=["value"])
         self._draw_variants()
@@ -78,35 +77,30 @@ class Studio(widgets.VBox):
         return (self.inspector, self.prune, self.cluster, self.quantize, self.benchmark)
 
     @property
-    def _jobs(self) -> dict[Any, tuple[str, Any]]:
-        """Panels that run jobs: their tab title and the button that starts one."""
-        return {self.prune: ("Prune", self.prune._apply),
-                self.cluster: ("Cluster", self.cluster._apply),
-                self.quantize: ("Quantize", self.quantize._apply),
-                self.benchmark: ("Benchmark", self.benchmark._run_button)}
+    def _jobs(self) -> dict[Any, str]:
+        """Panels that run jobs, and their tab titles."""
+        return {self.prune: "Prune", self.cluster: "Cluster", self.quantize: "Quantize",
+                self.benchmark: "Benchmark"}
 
     def _on_job(self, _change: Any = None) -> None:
-        """One job at a time: while a tab runs, the others' Apply/Run wait (and say why)."""
-        busy = [title for panel, (title, _) in self._jobs.items() if panel.running]
-        for panel, (_, button) in self._jobs.items():
-            if not panel.running:
-                button.disabled = bool(busy)
+        """One job at a time: while a tab runs, the others are ``blocked`` (and say why)."""
+        busy = [title for panel, title in self._jobs.items() if panel.running]
+        reason = f"{busy[0]} is running in another tab." if busy else ""
+        for panel in self._jobs:
+            panel.blocked = "" if panel.running else reason
         self._busy.value = (f"<span style='color:#666'>{esc(busy[0])} is running; the other "
                             "tabs can start a job when it is done.</span>" if busy else "")
 
-    def _on_made(self, _change: Any = None) -> None:
-        for panel in (self.prune, self.cluster, self.quantize):
-            if not panel.running:
-                panel.refresh_variants()
-        self.benchmark.refresh_variants()
+    def _on_variants(self, _change: Any = None) -> None:
         self._refresh_inspect_options()
         self._draw_variants()
 
     def _refresh_inspect_options(self) -> None:
         names = [v.name for v in self.workbench.variants if v.keras_model is not None]
         current = self._inspect_pick.value if self._inspect_pick.value in names else "original"
-        self._inspect_pick.options = names
-        self._inspect_pick.value = current
+        with self._inspect_pick.hold_sync():
+            self._inspect_pick.options = names
+            self._inspect_pick.value = current
 
     def _on_inspect_pick(self, change: Any) -> None:
         try:
@@ -114,8 +108,9 @@ class Studio(widgets.VBox):
             inspector = WeightInspector(model, bins=self.inspector.bins,
                                         log_scale=self.inspector.log_scale,
                                         exclude_zeros=self.inspector.exclude_zeros)
-        except (KeyError, TypeError, ValueError) as exc:
-            self._inspect_error.value = error_html(exc)
+        except Exception as exc:  # an observer's error would reach nobody: show it
+            self._inspect_error.value = error_html(exc, trace=not isinstance(
+                exc, KeyError | TypeError | ValueError))
             return
         self._inspect_error.value = ""
         self.inspector = inspector
@@ -131,7 +126,7 @@ class Studio(widgets.VBox):
                              metric.format_delta(r["accuracy_delta"]), f"{r['size_bytes']:,}",
                              f"{r['gzipped_bytes']:,}", f"{r['gzipped_ratio']:.1f}x",
                              f"{r['sparsity']:.1%}"])
-            except (ValueError, RuntimeError) as exc:  # e.g. a QAT model that did not convert
+            except Exception as exc:  # e.g. a QAT model that did not convert
                 rows.append([v.name, v.technique, v.parent.name if v.parent else "-",
                              "-", "-", "-", "-", "-", f"error: {exc}"])
         self._variants.value = grid_html(
