@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv demo app test lint bench results clean
+.PHONY: venv demo app test test-fast lint bench results clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 11) else "compresswidgets needs Python >= 3.11 (found %d.%d): run make PYTHON=/path/to/python3.11" % v)'
@@ -33,6 +33,10 @@ lint: venv
 
 test: venv lint  ## lint, then the whole suite: core, widgets, notebooks, real browser
 	$(BIN)/python -m pytest
+
+test-fast: venv lint  ## the inner loop: core and widgets, no browser, no notebooks, no model zoo
+	$(BIN)/python -m pytest -q -m "not browser and not notebook" --ignore=tests/zoo \
+		--deselect tests/test_workbench_guards.py::test_every_technique_and_mode_leaves_the_live_model_alone
 
 bench: venv  ## speed targets: each prints its ratio against a floor measured in the same run
 	$(BIN)/python benchmarks/bench_inspect.py
