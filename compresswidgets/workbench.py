@@ -392,7 +392,19 @@ class Workbench:
                 1,024 weights (the panel's default too); the variant's notes say what was
                 left out.
             epochs: fine-tuning epochs; 0 prunes once by magnitude without training.
+            learning_rate: of the fine-tuning; None keeps the model's own optimizer settings
+                (or 1e-3 when it has none).
+            base: the variant (or its name) to start from; None is the original.
             progress: called after every batch with a :class:`Progress`; may stop the run.
+            name: the new variant's name; default ``"prune 80%"`` (after the base's name).
+
+        Returns:
+            The new :class:`Variant`, also in :attr:`variants` (observers are told).
+
+        Raises:
+            ValueError, TypeError: a parameter out of range or of the wrong type (what was
+                passed, what is expected); nothing is added.
+            TrainingStopped: ``progress`` stopped the run; nothing is added.
         """
         base_variant = self._base(base, "Pruning")
         model = self._tfmot_model(base_variant, "Pruning")
@@ -422,6 +434,13 @@ class Workbench:
             preserve_sparsity: keep zeros zero (use on a pruned base).
             layers: names, a predicate, or None: as for :meth:`prune`, the clusterable layers
                 with at least 1,024 weights (and at least ``clusters`` kernel weights).
+            epochs: fine-tuning epochs; 0 clusters without training.
+            learning_rate: of the fine-tuning; None keeps the model's own (or 1e-4).
+            base: the variant (or its name) to start from; None is the original.
+            progress: called after every batch with a :class:`Progress`; may stop the run.
+            name: the new variant's name; default ``"cluster 16"`` (after the base's name).
+
+        Returns and raises as :meth:`prune`.
         """
         base_variant = self._base(base, "Clustering")
         model = self._tfmot_model(base_variant, "Clustering")
@@ -451,6 +470,21 @@ class Workbench:
         ``quantize_model`` accepts (BatchNorm after a conv is folded) and leaves the ones it
         rejects in float, named in the notes; recurrent models are refused (use a
         post-training mode).
+
+        Args:
+            mode: one of ``cw.tflite.MODES`` but float32 (see above).
+            representative_samples: training samples that calibrate activation ranges
+                (``"int8"``, ``"int8-only"``, ``"int16x8"``); drawn with a fixed seed.
+            epochs: QAT fine-tuning epochs (``"qat"`` only).
+            layers: QAT only: names, a predicate, or None (see above).
+            learning_rate: QAT only: of the fine-tuning; None keeps the model's own (or 1e-4).
+            base: the variant (or its name) to quantize; None is the original. A quantized
+                variant cannot be a base: quantize last.
+            progress: QAT only: called after every batch with a :class:`Progress`.
+            name: the new variant's name; default the mode (after the base's name).
+
+        Returns:
+            The new :class:`Variant`, also in :attr:`variants` (observers are told).
 
         Raises:
             ConversionError: one sentence (op, reason, fix); ``.details`` has the converter's
