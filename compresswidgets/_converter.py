@@ -8,6 +8,7 @@ tflite.convert` is the kernel's door, which sends the work to the worker.
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,8 +190,8 @@ def retry_fixed(model: Any, error: str) -> bool:
             and shape[0] is None)
 
 
-def fixed_input_spec(model: Any, batch: int) -> list[Any]:
-    """The model's input as a ``tf.TensorSpec`` with a fixed batch (single-input models)."""
+def input_spec(model: Any, batch: int | None) -> list[Any]:
+    """The model's input as a ``tf.TensorSpec``, its batch ``batch`` (``None``: dynamic)."""
     tf = _keras.tf()
     shape = tuple(model.input_shape)
     dtype = getattr(model.inputs[0], "dtype", "float32") if getattr(model, "inputs", None) \
@@ -199,29 +200,60 @@ def fixed_input_spec(model: Any, batch: int) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- converting here
+def single_io(model: Any) -> bool:
+    """One input and one output: what :func:`save_forward` (and evaluation) handle."""
+    return len(getattr(model, "inputs", None) or ()) == 1 and \
+        len(getattr(model, "outputs", None) or ()) == 1
+
+
+def save_forward(model: Any, path: str, batch: int | None = None) -> None:
+    """A SavedModel of the model's forward pass and its variables: all the converter reads.
+
+    ``TFLiteConverter.from_keras_model`` (and ``tf.saved_model.save(model)``) save the whole
+    Keras model, tracing every layer's call for Keras's own reloading: 12 s for a small
+    bidirectional LSTM, 18 s for MobileNetV2 (alpha 0.35) on 2 cores. One traced function
+    takes 1-5 s and converts to the same ops (benchmarks/bench_convert.py). With ``batch``
+    the signature has that fixed batch (recurrent layers need it in TF 2.21).
+    """
+    tf = _keras.tf()
+    spec = input_spec(model, batch)
+    module = tf.Module()
+    module.weights = list(model.variables)  # tracked: the SavedModel holds them
+    module.forward = tf.function(lambda x: model(x, training=False), input_signature=spec)
+    tf.saved_model.save(module, path, signatures=module.forward.get_concrete_function())
+
+
 def convert_keras(model: Any, mode: str, representative_path: str | None = None,
                   fixed: bool = False) -> tuple[bytes, bool]:
     """``(flatbuffer, converted with a fixed batch)`` of a Keras model, in this process.
 
     A model that does not convert with a dynamic batch (recurrent layers in TF 2.21) is
-    converted again from a concrete function with a fixed batch of 1 (at once with
-    ``fixed``: the caller knows this architecture needs it). Raises what the converter raises.
+    converted again with a fixed batch of 1 (at once with ``fixed``: the caller knows this
+    architecture needs it). Raises what the converter raises.
     """
     tf = _keras.tf()
     with _keras._quiet_native_logs(keep=False):  # the exception has the converter's words
-        if not fixed:
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
-            configure(converter, tf, mode, representative_path)
+        for batch in ((1,) if fixed else (None, 1)):
             try:
-                return bytes(converter.convert()), False
+                if single_io(model):
+                    with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
+                        save_forward(model, folder, batch)
+                        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+                        configure(converter, tf, mode, representative_path)
+                        return bytes(converter.convert()), batch is not None
+                if batch is None:
+                    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+                else:
+                    function = tf.function(lambda x: model(x, training=False))
+                    concrete = function.get_concrete_function(*input_spec(model, batch))
+                    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete],
+                                                                                model)
+                configure(converter, tf, mode, representative_path)
+                return bytes(converter.convert()), batch is not None
             except Exception as exc:
-                if not retry_fixed(model, str(exc)):
+                if batch is not None or not retry_fixed(model, str(exc)):
                     raise
-        function = tf.function(lambda x: model(x, training=False))
-        concrete = function.get_concrete_function(*fixed_input_spec(model, 1))
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-        configure(converter, tf, mode, representative_path)
-        return bytes(converter.convert()), True
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def convert_saved_model(path: str, mode: str, representative_path: str | None = None) -> bytes:

@@ -3,9 +3,13 @@
 Pure NumPy once the weights are read, and read-only: the model is never modified. Works for
 ``tf_keras`` (Keras 2) and Keras 3 models alike, since it only reads weights.
 
-Speed: every tensor is sorted once (on a copy, two tensors at a time on two cores). The
-sorted copy gives min, max, zeros, NaN/Inf counts and distinct values in O(1)/O(n) and any
-histogram by binary search, so changing bins, range or zero exclusion later costs microseconds.
+Speed: :func:`inspect_weights` does only what one sweep over the weights can: min, max, zeros
+and NaN/Inf of every tensor (what the report's totals and warnings need). A large tensor is
+swept block by block, each block reduced while it is still in cache; all the small ones go in
+one batch of segment reductions. Everything else is computed on first access of its field and
+cached: mean and std (one more sweep of that tensor), the exact distinct count and the report's
+histogram (one sort of the tensor; a sorted copy kept by :meth:`WeightReport.histogram` then
+serves any other bins, range or zero exclusion by binary search), and the per-channel ranges.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import builtins
 import math
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,10 +32,13 @@ from compresswidgets._keras import describe, keras_flavour
 __all__ = ["Histogram", "LayerSummary", "TensorStats", "WeightReport", "inspect_weights"]
 
 DEFAULT_BINS = 64
-#: Below this many parameters in all, threads cost more than they save.
+#: Below this many parameters to sort in all, worker threads cost more than they save.
 _PARALLEL_MIN_PARAMS = 1_000_000
-#: Tensors smaller than this are summarised on the calling thread.
+#: Tensors smaller than this are summarised together, in one batch on the calling thread.
 _SMALL = 32_768
+#: Elements per block of the one-pass sweep: 512 KB of float32 stays in the core's cache
+#: while the block's reductions run over it.
+_BLOCK = 131_072
 
 
 # --------------------------------------------------------------------------- data classes
@@ -68,9 +76,114 @@ class Histogram:
         return int(self.counts.sum())
 
 
-@dataclass(frozen=True)
+
+class _Store:
+    """The arrays a report read, and what is worked out from them on first use (cached).
+
+    Shared by a :class:`WeightReport` and its :class:`TensorStats`, which hold it rather than
+    each other: no reference cycle, so the arrays go as soon as the report does.
+    """
+
+    __slots__ = ("cache", "hist_args", "values")
+
+    def __init__(self, values: tuple[np.ndarray, ...], hist_args: dict[str, Any] | None) -> None:
+        self.values = values
+        #: the report's own histogram settings (``None``: no histogram per tensor)
+        self.hist_args = hist_args
+        self.cache: dict[Any, Any] = {}
+
+    def sorted(self, index: int) -> np.ndarray:
+        key = ("sorted", index)
+        ordered = self.cache.get(key)
+        if ordered is None:
+            ordered = np.sort(_as_float(self.values[index]), axis=None)
+            ordered.flags.writeable = False
+            self.cache[key] = ordered
+        return ordered
+
+    def histogram(self, index: int, bins: int, range: tuple[float, float] | None,
+                  exclude_zeros: bool, log: bool) -> Histogram:
+        key = (index, bins, None if range is None else tuple(range), exclude_zeros, log)
+        hist = self.cache.get(key)
+        if hist is None:
+            hist = self.cache[key] = histogram_of(self.sorted(index), bins, range,
+                                                  exclude_zeros, log, presorted=True)
+        return hist
+
+    def _default_key(self, index: int) -> tuple:
+        a = self.hist_args
+        return (index, a["bins"], a["range"], a["exclude_zeros"], a["log"])
+
+    def distinct(self, index: int) -> int:
+        key = ("distinct", index)
+        if key not in self.cache:
+            self._sort_stats(index)
+        return self.cache[key]
+
+    def default_histogram(self, index: int) -> Histogram | None:
+        if self.hist_args is None:
+            return None
+        key = self._default_key(index)
+        if key not in self.cache:
+            self._sort_stats(index)
+        return self.cache[key]
+
+    def _sort_stats(self, index: int) -> None:
+        """Distinct count and the report's histogram from one sort: of the cached sorted copy
+        if there is one, else of a copy in this thread's reused scratch buffer (not kept)."""
+        s = self.cache.get(("sorted", index))
+        if s is None:
+            values = _as_float(self.values[index])
+            s = _scratch(values.size, values.dtype)
+            s[...] = values.reshape(-1)
+            s.sort()
+        lo, hi, _ = _segments(s)
+        finite = s[lo:hi]
+        if self.hist_args is not None:
+            key = self._default_key(index)
+            if key not in self.cache:
+                self.cache[key] = histogram_of(s, presorted=True, **self.hist_args)
+        distinct = 1 + int(np.count_nonzero(finite[1:] != finite[:-1])) if finite.size else 0
+        self.cache[("distinct", index)] = distinct
+
+    def prefetch(self, indices: Iterable[int]) -> None:
+        """The sort-derived values of these tensors, large ones on worker threads."""
+        todo = [i for i in indices if ("distinct", i) not in self.cache]
+        big = sorted((i for i in todo if self.values[i].size >= _SMALL),
+                     key=lambda i: -self.values[i].size)
+        if sum(self.values[i].size for i in big) < _PARALLEL_MIN_PARAMS or _cores() < 2:
+            big = []
+        futures = [_pool().submit(self._sort_stats, i) for i in big]
+        for i in set(todo).difference(big):
+            self._sort_stats(i)
+        for f in futures:
+            f.result()
+
+    def moments(self, index: int, vmin: float, vmax: float, clean: bool) -> tuple[float, float]:
+        key = ("moments", index)
+        got = self.cache.get(key)
+        if got is None:
+            got = self.cache[key] = _moments(self.values[index], vmin, vmax, clean)
+        return got
+
+    def channels(self, index: int, layer_class: str, weight: str,
+                 finite: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        key = ("channels", index)
+        got = self.cache.get(key)
+        if got is None:
+            got = self.cache[key] = _channel_ranges(_as_float(self.values[index]), layer_class,
+                                                    weight, finite)
+        return got
+
+
+@dataclass(frozen=True, repr=False)
 class TensorStats:
-    """Statistics of one weight tensor. Min, max, mean and std are over its finite values."""
+    """Statistics of one weight tensor. Min, max, mean and std are over its finite values.
+
+    Min, max, zeros, NaN and Inf come from the report's one pass over the weights; ``mean``,
+    ``std``, ``distinct``, ``histogram``, ``channel_min`` and ``channel_max`` are worked out on
+    first access and cached (mean and std together, distinct and histogram from one sort).
+    """
 
     index: int
     layer: str
@@ -82,16 +195,47 @@ class TensorStats:
     trainable: bool
     min: float
     max: float
-    mean: float
-    std: float
     zeros: int
-    distinct: int
     nan: int
     inf: int
-    #: per-output-channel minimum and maximum (conv and dense kernels only)
-    channel_min: np.ndarray | None = field(default=None, repr=False)
-    channel_max: np.ndarray | None = field(default=None, repr=False)
-    histogram: Histogram | None = field(default=None, repr=False)
+    _store: _Store = field(repr=False, compare=False)
+
+    @property
+    def mean(self) -> float:
+        return self._store.moments(self.index, self.min, self.max, self._clean)[0]
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (``ddof=0``, as :func:`numpy.std`)."""
+        return self._store.moments(self.index, self.min, self.max, self._clean)[1]
+
+    @property
+    def _clean(self) -> bool:
+        return not (self.nan or self.inf)
+
+    @property
+    def distinct(self) -> int:
+        """Exact number of distinct finite values (``-0.0`` and ``0.0`` are one)."""
+        return self._store.distinct(self.index)
+
+    @property
+    def histogram(self) -> Histogram | None:
+        """The histogram at the report's settings (``None`` when it was made with
+        ``bins=None``); the same object as ``report.histogram(tensor)`` at those settings."""
+        return self._store.default_histogram(self.index)
+
+    @property
+    def channel_min(self) -> np.ndarray | None:
+        """Per-output-channel minimum (conv and dense kernels only, else ``None``)."""
+        return self._channel_ranges()[0]
+
+    @property
+    def channel_max(self) -> np.ndarray | None:
+        """Per-output-channel maximum (conv and dense kernels only, else ``None``)."""
+        return self._channel_ranges()[1]
+
+    def _channel_ranges(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self._store.channels(self.index, self.layer_class, self.weight, self._clean)
 
     @property
     def key(self) -> str:
@@ -104,7 +248,8 @@ class TensorStats:
 
     @property
     def channels(self) -> int:
-        return 0 if self.channel_min is None else len(self.channel_min)
+        channel_min = self.channel_min
+        return 0 if channel_min is None else len(channel_min)
 
     @property
     def channel_range_spread(self) -> float:
@@ -114,9 +259,10 @@ class TensorStats:
         narrow channels; per-channel quantization (the TFLite default for conv kernels) avoids
         that.
         """
-        if self.channel_min is None:
+        channel_min, channel_max = self._channel_ranges()
+        if channel_min is None:
             return math.nan
-        ranges = self.channel_max.astype(np.float64) - self.channel_min
+        ranges = channel_max.astype(np.float64) - channel_min
         ranges = ranges[np.isfinite(ranges)]
         median = float(np.median(ranges)) if ranges.size else 0.0
         return float(ranges.max() / median) if median > 0 else math.nan
@@ -144,6 +290,10 @@ class TensorStats:
             "channel_range_spread": self.channel_range_spread,
         }
 
+    def __repr__(self) -> str:
+        names = ("index", "layer", "layer_class", "weight", "shape", "params", "dtype",
+                 "trainable", "min", "max", "mean", "std", "zeros", "distinct", "nan", "inf")
+        return f"TensorStats({', '.join(f'{n}={getattr(self, n)!r}' for n in names)})"
 
 @dataclass(frozen=True)
 class LayerSummary:
@@ -158,6 +308,7 @@ class LayerSummary:
     @property
     def sparsity(self) -> float:
         return self.zeros / self.params if self.params else 0.0
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,8 +326,7 @@ class WeightReport:
     model_name: str
     keras: str
     tensors: tuple[TensorStats, ...]
-    _values: tuple[np.ndarray, ...] = field(repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
+    _store: _Store = field(repr=False)
 
     # -- totals
     @property
@@ -249,17 +399,11 @@ class WeightReport:
 
     def values(self, item: int | str | TensorStats) -> np.ndarray:
         """The tensor's values as read (read-only, in the tensor's shape)."""
-        return self._values[self._index(item)]
+        return self._store.values[self._index(item)]
 
     def sorted_values(self, item: int | str | TensorStats) -> np.ndarray:
         """The tensor's values sorted ascending (NaN last), computed once and cached."""
-        index = self._index(item)
-        key = ("sorted", index)
-        if key not in self._cache:
-            ordered = np.sort(_as_float(self._values[index]), axis=None)
-            ordered.flags.writeable = False
-            self._cache[key] = ordered
-        return self._cache[key]
+        return self._store.sorted(self._index(item))
 
     def histogram(
         self,
@@ -274,12 +418,7 @@ class WeightReport:
         Example:
             >>> report.histogram("dense/kernel", bins=32, exclude_zeros=True)  # doctest: +SKIP
         """
-        index = self._index(item)
-        key = (index, bins, None if range is None else tuple(range), exclude_zeros, log)
-        if key not in self._cache:
-            self._cache[key] = histogram_of(self.sorted_values(index), bins, range,
-                                            exclude_zeros, log, presorted=True)
-        return self._cache[key]
+        return self._store.histogram(self._index(item), bins, range, exclude_zeros, log)
 
     def _index(self, item: int | str | TensorStats) -> int:
         if isinstance(item, TensorStats):
@@ -295,6 +434,7 @@ class WeightReport:
 
     # -- tables
     def to_records(self) -> list[dict[str, Any]]:
+        self._store.prefetch(builtins.range(len(self.tensors)))  # the distinct counts, in parallel
         return [t.as_dict() for t in self.tensors]
 
     def to_dataframe(self) -> Any:
@@ -315,6 +455,7 @@ class WeightReport:
             f"{'std':>9} {'sparsity':>8} {'distinct':>9}"
         )
         lines = [f"Model {self.model_name!r} ({self.keras})", head, "-" * len(head)]
+        self._store.prefetch(builtins.range(len(self.tensors)))
         for t in self.tensors:
             lines.append(
                 f"{_clip(t.key, 40):<40} {_clip(str(t.shape), 18):<18} {t.params:>10,} "
@@ -330,6 +471,8 @@ class WeightReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+
 
 
 def _clip(text: str, width: int) -> str:
@@ -374,7 +517,19 @@ def _weight_name(variable: Any) -> str:
 
 
 def _read(variable: Any) -> np.ndarray:
-    """The variable's current value, without copying where TensorFlow allows it."""
+    """The variable's current value, without copying where TensorFlow allows it.
+
+    For a TensorFlow variable that is its bare ``ReadVariableOp`` (``tf.raw_ops``): it shares
+    the variable's buffer (copy on write: a later assign leaves it alone) like
+    ``read_value()``, at a third of its cost (no Identity op, no gradient-tape bookkeeping).
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(variable, tf.Variable):
+        try:
+            return np.asarray(tf.raw_ops.ReadVariableOp(resource=variable.handle,
+                                                        dtype=variable.dtype))
+        except Exception:
+            pass
     read_value = getattr(variable, "read_value", None)
     if read_value is not None:
         try:
@@ -384,22 +539,25 @@ def _read(variable: Any) -> np.ndarray:
     return np.asarray(variable)
 
 
-def _walk(layer: Any, path: str, seen: set[int], out: list[tuple[str, str, Any]]) -> None:
+def _walk(layer: Any, path: str, seen: set[int], out: list[tuple[str, str, Any]],
+          weights: list[Any] | None = None) -> None:
     """Collect ``(layer path, layer class, variable)`` depth-first in the model's order.
 
     A layer's own variables come first, then its children's (nested models, wrapped layers),
     whose paths are ``parent/child``. Shared variables are listed once, at their first owner.
     The model itself is the root: its children's paths start at their own names.
+    ``weights`` is ``layer.weights`` when the caller already has it (each is asked once).
     """
     children = _children(layer)
-    inner = {id(v) for child in children for v in child.weights}
-    for variable in layer.weights:
+    child_weights = [child.weights for child in children]
+    inner = {id(v) for ws in child_weights for v in ws}
+    for variable in layer.weights if weights is None else weights:
         if id(variable) in inner or id(variable) in seen:
             continue
         seen.add(id(variable))
         out.append((path or layer.name, type(layer).__name__, variable))
-    for child in children:
-        _walk(child, f"{path}/{child.name}" if path else child.name, seen, out)
+    for child, ws in zip(children, child_weights, strict=True):
+        _walk(child, f"{path}/{child.name}" if path else child.name, seen, out, ws)
 
 
 def _channel_view(values: np.ndarray, layer_class: str, weight: str) -> np.ndarray | None:
@@ -440,70 +598,145 @@ def _zero_run(finite: np.ndarray) -> tuple[int, int]:
     return int(finite.searchsorted(zero, "left")), int(finite.searchsorted(zero, "right"))
 
 
-def _summarize(item: tuple[int, str, str, Any, np.ndarray, bool, dict]) -> TensorStats:
-    index, layer, layer_class, variable_name, raw, trainable, hist_args = item
-    values = _as_float(raw)
-    # Sort a copy in this thread's scratch buffer: reused memory is far cheaper than fresh
-    # pages, and the report keeps only the (zero-copy) values it read.
-    s = _scratch(values.size, values.dtype)
-    s[...] = values.reshape(-1)
-    s.sort()
-    n = s.size
-    lo, hi, nan = _segments(s)
-    finite = s[lo:hi]
-    inf = n - nan - finite.size
-    zero_lo, zero_hi = _zero_run(finite)
-    zeros = zero_hi - zero_lo
-    if finite.size:
-        vmin, vmax = float(finite[0]), float(finite[-1])
-        total = float(np.add.reduce(finite, dtype=np.float64 if n < 65536 else None))
-        mean = total / finite.size
-        if n < 65536 or vmin == vmax:
-            std = 0.0 if vmin == vmax else float(np.std(finite, dtype=np.float64))
-        else:  # one fused pass; exact enough once the mean is small against the spread
-            sq = float(np.dot(finite, finite)) / finite.size
-            var = sq - mean * mean
-            std = math.sqrt(var) if var > 1e-2 * sq else float(np.std(finite, dtype=np.float64))
-        distinct = 1 + int(np.count_nonzero(finite[1:] != finite[:-1]))
-    else:
-        vmin = vmax = mean = std = math.nan
-        distinct = 0
-    channel_min = channel_max = None
-    view = _channel_view(values, layer_class, variable_name)
-    if view is not None:
-        if nan or inf:
-            ok = np.isfinite(view)  # a channel with no finite value reports NaN
-            channel_min = np.where(ok, view, np.inf).min(axis=0)
-            channel_max = np.where(ok, view, -np.inf).max(axis=0)
-            channel_min[~ok.any(axis=0)] = channel_max[~ok.any(axis=0)] = np.nan
-        else:
-            channel_min, channel_max = view.min(axis=0), view.max(axis=0)
-    hist = histogram_of(s, presorted=True, **hist_args) if hist_args else None
-    stats = TensorStats(
-        index=index,
-        layer=layer,
-        layer_class=layer_class,
-        weight=variable_name,
-        shape=tuple(int(d) for d in raw.shape),
-        params=int(n),
-        dtype=str(raw.dtype),
-        trainable=trainable,
-        min=vmin,
-        max=vmax,
-        mean=mean,
-        std=std,
-        zeros=zeros,
-        distinct=distinct,
-        nan=nan,
-        inf=inf,
-        channel_min=channel_min,
-        channel_max=channel_max,
-        histogram=hist,
-    )
-    return stats
+#: min, max, zeros, NaN, Inf of one tensor: what the report measures up front
+_Eager = tuple[float, float, int, int, int]
+_EMPTY: _Eager = (math.nan, math.nan, 0, 0, 0)
+
+
+def _masked_stats(flat: np.ndarray) -> _Eager:
+    """:data:`_Eager` of a tensor holding NaN or Inf, over its finite values."""
+    nan = int(np.count_nonzero(np.isnan(flat)))
+    finite = flat[np.isfinite(flat)]
+    inf = flat.size - nan - finite.size
+    if not finite.size:
+        return math.nan, math.nan, 0, nan, inf
+    return (float(finite.min()), float(finite.max()), int(np.count_nonzero(finite == 0)), nan,
+            inf)
+
+
+def _swept_stats(values: np.ndarray) -> _Eager:
+    """:data:`_Eager` of one (large) tensor in one sweep over its memory.
+
+    Each block of :data:`_BLOCK` elements gets its min, max and (when it spans zero) zero
+    count while it sits in cache, so the tensor is read from memory once. Finite min and max
+    prove there is no NaN or Inf; otherwise the tensor takes the exact masked path.
+    """
+    flat = _as_float(values).reshape(-1)
+    n = flat.size
+    if n == 0:
+        return _EMPTY
+    zero = flat.dtype.type(0)
+    flags = _scratch(min(n, _BLOCK), np.dtype(np.bool_))
+    minimum, maximum, equal, count = np.minimum.reduce, np.maximum.reduce, np.equal, \
+        np.count_nonzero
+    lows, highs = [], []
+    zeros = 0
+    for start in builtins.range(0, n, _BLOCK):
+        block = flat[start:start + _BLOCK]
+        low, high = minimum(block), maximum(block)
+        lows.append(low)
+        highs.append(high)
+        if low <= zero <= high:  # False for NaN, which is caught below
+            zeros += count(equal(block, zero, out=flags[:block.size]))
+    vmin, vmax = float(minimum(lows)), float(maximum(highs))  # NaN if any block had one
+    if not (math.isfinite(vmin) and math.isfinite(vmax)):
+        return _masked_stats(flat)
+    return vmin, vmax, zeros, 0, 0
+
+
+def _batched_stats(arrays: list[np.ndarray]) -> list[_Eager]:
+    """:data:`_Eager` of many small tensors at once.
+
+    One buffer holds them all end to end and each statistic is one segment reduction
+    (:meth:`numpy.ufunc.reduceat`) over it, instead of a few NumPy calls per tensor.
+    """
+    out: list[_Eager] = [_EMPTY] * len(arrays)
+    keep = [i for i, a in enumerate(arrays) if a.size]
+    if not keep:
+        return out
+    flats = [_as_float(arrays[i]).reshape(-1) for i in keep]
+    starts = np.zeros(len(flats), dtype=np.intp)
+    np.cumsum([f.size for f in flats[:-1]], out=starts[1:])
+    buf = np.concatenate(flats)  # one dtype: min, max and zeros are exact in any
+    lows = np.minimum.reduceat(buf, starts)
+    highs = np.maximum.reduceat(buf, starts)
+    zeros = np.add.reduceat(buf == 0, starts, dtype=np.intp)
+    finite = np.isfinite(lows) & np.isfinite(highs)
+    rows = zip(keep, lows.tolist(), highs.tolist(), zeros.tolist(), finite.tolist(), strict=True)
+    for k, (j, low, high, z, ok) in enumerate(rows):
+        out[j] = (low, high, z, 0, 0) if ok else _masked_stats(flats[k])
+    return out
+
+
+def _moments(values: np.ndarray, vmin: float, vmax: float, clean: bool) -> tuple[float, float]:
+    """Mean and standard deviation of the finite values (``clean``: there are only finite
+    ones), given their min and max: in float64 for small tensors; for large ones by BLAS dot
+    products (with ones, and with itself) per cache block, summed in float64."""
+    if math.isnan(vmin):  # no finite value at all
+        return math.nan, math.nan
+    if vmin == vmax:
+        return vmin, 0.0
+    flat = _as_float(values).reshape(-1)
+    if not clean:
+        flat = flat[np.isfinite(flat)]
+    n = flat.size
+    if n < _BLOCK:
+        wide = flat.astype(np.float64)
+        return float(np.add.reduce(wide)) / n, float(np.std(wide))
+    ones = _ones(flat.dtype)
+    total = squares = 0.0
+    for start in builtins.range(0, n, _BLOCK):
+        block = flat[start:start + _BLOCK]
+        total += float(np.dot(block, ones[:block.size]))
+        squares += float(np.dot(block, block))
+    mean, mean_square = total / n, squares / n
+    var = mean_square - mean * mean
+    # exact enough unless the mean is large against the spread; then the two-pass formula
+    std = math.sqrt(var) if var > 1e-2 * mean_square else float(np.std(flat, dtype=np.float64))
+    return mean, std
+
+
+def _all_stats(arrays: list[np.ndarray]) -> list[_Eager]:
+    """:data:`_Eager` of every tensor: large ones swept one by one, small ones batched.
+
+    On the calling thread: the sweep is bound by memory bandwidth and made of many short NumPy
+    calls, so worker threads gain nothing on two cores and lose to GIL hand-offs (measured).
+    """
+    small = [i for i, a in enumerate(arrays) if a.size < _SMALL]
+    out = [_swept_stats(a) if a.size >= _SMALL else _EMPTY for a in arrays]
+    for i, got in zip(small, _batched_stats([arrays[i] for i in small]), strict=True):
+        out[i] = got
+    return out
+
+
+def _channel_ranges(values: np.ndarray, layer_class: str, weight: str,
+                    finite: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-output-channel min and max; a channel with no finite value reports NaN."""
+    view = _channel_view(values, layer_class, weight)
+    if view is None:
+        return None, None
+    if finite:
+        return view.min(axis=0), view.max(axis=0)
+    ok = np.isfinite(view)
+    channel_min = np.where(ok, view, np.inf).min(axis=0)
+    channel_max = np.where(ok, view, -np.inf).max(axis=0)
+    channel_min[~ok.any(axis=0)] = channel_max[~ok.any(axis=0)] = np.nan
+    return channel_min, channel_max
 
 
 _local = threading.local()
+
+
+@cache
+def _ones(dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(_BLOCK, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+@cache
+def _dtype_name(dtype: np.dtype) -> str:
+    return str(dtype)  # costs microseconds each time: 1 ms over a ResNet's 320 tensors
 
 
 def _scratch(size: int, dtype: np.dtype) -> np.ndarray:
@@ -521,9 +754,13 @@ def _readonly(values: np.ndarray) -> np.ndarray:
     return view
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+    return ThreadPoolExecutor(max_workers=max(1, min(4, _cores())),
                               thread_name_prefix="compresswidgets-inspect")
 
 
@@ -617,6 +854,7 @@ def histogram_of(
                      outside=outside)
 
 
+
 def inspect_weights(
     model: Any,
     bins: int | None = DEFAULT_BINS,
@@ -632,7 +870,8 @@ def inspect_weights(
     Args:
         model: a built ``tf_keras`` or Keras 3 model (or a single layer).
         bins: histogram bins per tensor, or ``None`` for no histograms (they can still be had
-            later with :meth:`WeightReport.histogram`).
+            later with :meth:`WeightReport.histogram`). Each is made on first access of
+            :attr:`TensorStats.histogram`, like the distinct counts and channel ranges.
         range: fixed ``(low, high)`` for every histogram; default: each tensor's own span.
         exclude_zeros: leave exact zeros out of the histograms.
         log: mark histograms for log-scale counts.
@@ -646,7 +885,7 @@ def inspect_weights(
         >>> print(cw.inspect_weights(model).summary())  # doctest: +SKIP
     """
     flavour = _check_model(model)
-    hist_args: dict[str, Any] = {}
+    hist_args: dict[str, Any] | None = None
     if bins is not None:
         hist_args = {"bins": _check_bins(bins), "range": _check_range(range),
                      "exclude_zeros": bool(exclude_zeros), "log": bool(log)}
@@ -659,32 +898,13 @@ def inspect_weights(
             f"{', '.join(layers) or 'none'}). Expected a model with at least one layer that has "
             "parameters (Dense, Conv2D, ...); add such layers or pass a different model."
         )
-    items = [
-        (i, path, cls, _weight_name(v), _read(v), bool(getattr(v, "trainable", True)), hist_args)
-        for i, (path, cls, v) in enumerate(found)
-    ]
-    total = sum(item[4].size for item in items)
-    if total >= _PARALLEL_MIN_PARAMS and (os.cpu_count() or 1) > 1:
-        # Large tensors go to worker threads (sorting releases the GIL), largest first so the
-        # cores finish together; the many small ones are cheaper here than queued behind them.
-        big = sorted((it for it in items if it[4].size >= _SMALL), key=lambda it: -it[4].size)
-        futures = [_pool().submit(_summarize, it) for it in big]
-        done = {it[0]: _summarize(it) for it in items if it[4].size < _SMALL}
-        done.update((it[0], f.result()) for it, f in zip(big, futures, strict=True))
-        results = [done[i] for i in builtins.range(len(items))]
-    else:
-        results = [_summarize(item) for item in items]
-    report = WeightReport(
-        model_name=str(getattr(model, "name", "model")),
-        keras=flavour,
-        tensors=tuple(results),
-        _values=tuple(_readonly(item[4]) for item in items),
+    arrays = [_read(v) for _, _, v in found]
+    store = _Store(tuple(_readonly(a) for a in arrays), hist_args)
+    tensors = tuple(
+        TensorStats(i, path, cls, _weight_name(v), a.shape, a.size,
+                    _dtype_name(a.dtype), bool(getattr(v, "trainable", True)), *stats, store)
+        for i, ((path, cls, v), a, stats) in enumerate(
+            zip(found, arrays, _all_stats(arrays), strict=True))
     )
-    if hist_args:  # what was computed here answers the same question later
-        span = hist_args["range"]
-        for t in report.tensors:
-            report._cache[(t.index, hist_args["bins"], span, hist_args["exclude_zeros"],
-                           hist_args["log"])] = t.histogram
-    return report
-
-
+    return WeightReport(model_name=str(getattr(model, "name", "model")), keras=flavour,
+                        tensors=tensors, _store=store)

@@ -26,7 +26,9 @@ from compresswidgets._converter import (
     MODES,
     ConversionError,
     converter_code,
-    fixed_input_spec,
+    input_spec,
+    save_forward,
+    single_io,
     summarise,
 )
 from compresswidgets._data import Metric, default_metric
@@ -141,16 +143,18 @@ def _export(model: Any, path: str, batch: int | None = None) -> None:
     tf = _keras.tf()
     with _keras._quiet_native_logs():
         try:
-            spec = fixed_input_spec(model, batch) if batch else None
             if _keras.keras_flavour(model) == "keras3":
                 # tf.saved_model.save on a Keras 3 model leaves its weights out of the
                 # graph (the .tflite then predicts noise); Keras 3's own export keeps them
                 model.export(path, format="tf_saved_model", verbose=False,
-                             input_signature=spec)
-            elif spec is not None:
+                             input_signature=input_spec(model, batch) if batch else None)
+            elif single_io(model):  # its forward pass only: seconds, not the whole model
+                save_forward(model, path, batch)
+            elif batch:
                 function = tf.function(lambda x: model(x, training=False))
                 tf.saved_model.save(model, path,
-                                    signatures=function.get_concrete_function(*spec))
+                                    signatures=function.get_concrete_function(
+                                        *input_spec(model, batch)))
             else:
                 tf.saved_model.save(model, path)
         except Exception as exc:

@@ -146,6 +146,59 @@ def test_large_tensors_take_the_parallel_path_and_stay_exact(keras):
     assert report.histogram(k, bins=20, exclude_zeros=True) is h
 
 
+@pytest.mark.parametrize("first", ["distinct", "histogram", "mean", "channel_min"])
+def test_lazy_fields_equal_numpy_whichever_is_asked_first(keras, first):
+    # distinct, histogram, mean/std and channel ranges are worked out on first access
+    rng = np.random.default_rng(11)
+    kernel = np.round(rng.normal(0.02, 0.1, size=(600, 300)), 3).astype(np.float32)
+    kernel[:, :30] = 0.0  # 180,000 values: more than one block of the sweep, many repeats
+    bias = np.round(rng.normal(size=300), 1).astype(np.float32)
+    report = cw.inspect_weights(_dense(keras, kernel, bias), bins=32)
+    getattr(report["dense/kernel"], first)
+    for key, values in (("dense/kernel", kernel), ("dense/bias", bias)):
+        t = report[key]
+        assert t.distinct == np.unique(values).size
+        counts, edges = np.histogram(values, bins=32)
+        np.testing.assert_array_equal(t.histogram.counts, counts)
+        np.testing.assert_allclose(t.histogram.edges, edges)
+        assert t.histogram is report.histogram(t, bins=32)  # computed once, shared
+        wide = values.astype(np.float64)
+        assert t.mean == pytest.approx(wide.mean(), rel=1e-5, abs=1e-7)
+        assert t.std == pytest.approx(wide.std(), rel=1e-4, abs=1e-7)
+        assert t.zeros == np.count_nonzero(values == 0)
+        assert (t.min, t.max) == (values.min(), values.max())
+    k = report["dense/kernel"]
+    np.testing.assert_array_equal(k.channel_min, kernel.min(axis=0))
+    np.testing.assert_array_equal(k.channel_max, kernel.max(axis=0))
+    assert report["dense/bias"].channel_min is None and report["dense/bias"].channels == 0
+    # the same numbers in the table, and a histogram at other settings from the same values
+    row = report.to_records()[0]
+    assert row["distinct"] == np.unique(kernel).size and row["channels"] == 300
+    h = report.histogram(k, bins=7, exclude_zeros=True)
+    np.testing.assert_array_equal(h.counts, np.histogram(kernel[kernel != 0], bins=7)[0])
+
+
+def test_large_tensor_with_nan_inf_and_negative_zero_matches_numpy(keras):
+    rng = np.random.default_rng(12)
+    kernel = rng.normal(0, 0.3, size=(700, 400)).astype(np.float32)  # 280,000: three blocks
+    flat = kernel.reshape(-1)
+    flat[rng.choice(flat.size, 900, replace=False)] = 0.0
+    flat[[10, 150_000]] = -0.0
+    flat[[200_001, 200_002]] = np.nan
+    flat[[5, 270_000]] = np.inf, -np.inf
+    report = cw.inspect_weights(_dense(keras, kernel, np.array([np.nan] + [0.5] * 399)), bins=16)
+    k, b = report["dense/kernel"], report["dense/bias"]
+    assert_matches_numpy(k, kernel)
+    assert (k.nan, k.inf, b.nan) == (2, 2, 1)
+    counts, _ = np.histogram(_finite(kernel).astype(np.float32), bins=16)
+    np.testing.assert_array_equal(k.histogram.counts, counts)
+    masked = np.where(np.isfinite(kernel), kernel, np.nan)
+    np.testing.assert_array_equal(k.channel_max, np.nanmax(masked, axis=0))
+    assert_matches_numpy(b, np.array([np.nan] + [0.5] * 399, np.float32))
+    assert b.std == 0.0 and b.mean == 0.5
+    assert report.nan == 3 and report.zeros == np.count_nonzero(kernel == 0)
+
+
 def test_nested_models_wrappers_and_layers_without_weights(keras):
     inner = keras.Sequential([keras.layers.Dense(4, input_shape=(3,), name="inner_dense")],
                              name="inner")
