@@ -191,12 +191,17 @@ def retry_fixed(model: Any, error: str) -> bool:
 
 
 def input_spec(model: Any, batch: int | None) -> list[Any]:
-    """The model's input as a ``tf.TensorSpec``, its batch ``batch`` (``None``: dynamic)."""
+    """The model's input as a ``tf.TensorSpec`` with batch ``batch`` (``None``: the model's
+    own, usually dynamic)."""
     tf = _keras.tf()
     shape = tuple(model.input_shape)
-    dtype = getattr(model.inputs[0], "dtype", "float32") if getattr(model, "inputs", None) \
-        else "float32"
-    return [tf.TensorSpec([batch, *shape[1:]], tf.as_dtype(dtype), name="input")]
+    batch = shape[0] if batch is None else batch
+    first = model.inputs[0] if getattr(model, "inputs", None) else None
+    dtype = getattr(first, "dtype", "float32")
+    # named after the Keras input, as from_keras_model names it: the .tflite is the size of
+    # the one TFLite's own path makes, to the byte
+    name = str(getattr(first, "name", "") or "input").split(":")[0]
+    return [tf.TensorSpec([batch, *shape[1:]], tf.as_dtype(dtype), name=name)]
 
 
 # --------------------------------------------------------------------------- converting here
@@ -213,13 +218,16 @@ def save_forward(model: Any, path: str, batch: int | None = None) -> None:
     Keras model, tracing every layer's call for Keras's own reloading: 12 s for a small
     bidirectional LSTM, 18 s for MobileNetV2 (alpha 0.35) on 2 cores. One traced function
     takes 1-5 s and converts to the same ops (benchmarks/bench_convert.py). With ``batch``
-    the signature has that fixed batch (recurrent layers need it in TF 2.21).
+    the signature has that fixed batch (recurrent layers need it in TF 2.21); without, the
+    model's own (a model built for a batch of 16 keeps it).
     """
     tf = _keras.tf()
     spec = input_spec(model, batch)
     module = tf.Module()
     module.weights = list(model.variables)  # tracked: the SavedModel holds them
-    module.forward = tf.function(lambda x: model(x, training=False), input_signature=spec)
+    output = (list(getattr(model, "output_names", None) or ()) or ["output_0"])[0]
+    module.forward = tf.function(lambda x: {output: model(x, training=False)},
+                                 input_signature=spec)
     tf.saved_model.save(module, path, signatures=module.forward.get_concrete_function())
 
 
@@ -233,23 +241,17 @@ def convert_keras(model: Any, mode: str, representative_path: str | None = None,
     """
     tf = _keras.tf()
     with _keras._quiet_native_logs(keep=False):  # the exception has the converter's words
+        if not single_io(model):  # several inputs or outputs: TFLite's own path as it is
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            configure(converter, tf, mode, representative_path)
+            return bytes(converter.convert()), False
         for batch in ((1,) if fixed else (None, 1)):
             try:
-                if single_io(model):
-                    with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
-                        save_forward(model, folder, batch)
-                        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-                        configure(converter, tf, mode, representative_path)
-                        return bytes(converter.convert()), batch is not None
-                if batch is None:
-                    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-                else:
-                    function = tf.function(lambda x: model(x, training=False))
-                    concrete = function.get_concrete_function(*input_spec(model, batch))
-                    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete],
-                                                                                model)
-                configure(converter, tf, mode, representative_path)
-                return bytes(converter.convert()), batch is not None
+                with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
+                    save_forward(model, folder, batch)
+                    converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+                    configure(converter, tf, mode, representative_path)
+                    return bytes(converter.convert()), batch is not None
             except Exception as exc:
                 if batch is not None or not retry_fixed(model, str(exc)):
                     raise

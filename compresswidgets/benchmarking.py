@@ -89,7 +89,14 @@ class BenchmarkProgress:
 
 @dataclass
 class BenchmarkReport:
-    """The rows of a benchmark, in variant order then thread order."""
+    """The rows of a benchmark, in variant order then thread order.
+
+    Attributes:
+        rows: one :class:`BenchmarkRow` per (variant, thread count); ``row.ok`` is False
+            with ``row.error`` saying why when that measurement failed.
+        stopped: the benchmark was stopped; ``rows`` has what was measured until then.
+        metric: how the ``accuracy`` column was measured (the Workbench's metric).
+    """
 
     rows: list[BenchmarkRow] = field(default_factory=list)
     stopped: bool = False
@@ -97,9 +104,11 @@ class BenchmarkReport:
     metric: MetricSpec | None = None
 
     def to_records(self) -> list[dict[str, Any]]:
+        """The rows as dicts (the fields of :class:`BenchmarkRow`)."""
         return [asdict(r) for r in self.rows]
 
     def to_dataframe(self) -> Any:
+        """The rows as a pandas DataFrame (needs pandas; :meth:`to_records` does not)."""
         try:
             import pandas as pd
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -108,7 +117,11 @@ class BenchmarkReport:
         return pd.DataFrame.from_records(self.to_records())
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """The rows as CSV; also written to ``path`` when given."""
+        """The rows as CSV; also written to ``path`` when given.
+
+        Args:
+            path: a file to write the CSV to (replaced if it exists); ``None``: only return it.
+        """
         buffer = io.StringIO()
         names = list(BenchmarkRow.__dataclass_fields__)
         writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
@@ -151,7 +164,7 @@ def _check_count(name: str, value: Any, hint: str, low: int = 1) -> int:
     return check_number(name, value, low, 1_000_000, integer=True, hint=hint)
 
 
-def _variant_list(variants: Any) -> list[Variant]:
+def _variant_list(variants: Variant | Iterable[Variant]) -> list[Variant]:
     if isinstance(variants, Variant):
         return [variants]
     items = list(variants) if isinstance(variants, Iterable) else None

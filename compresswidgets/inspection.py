@@ -398,11 +398,21 @@ class WeightReport:
         )
 
     def values(self, item: int | str | TensorStats) -> np.ndarray:
-        """The tensor's values as read (read-only, in the tensor's shape)."""
+        """The tensor's values as read (read-only, in the tensor's shape).
+
+        Args:
+            item: the tensor: its index in ``report.tensors``, its name (``"dense/kernel"``)
+                or its :class:`TensorStats`.
+        """
         return self._store.values[self._index(item)]
 
     def sorted_values(self, item: int | str | TensorStats) -> np.ndarray:
-        """The tensor's values sorted ascending (NaN last), computed once and cached."""
+        """The tensor's values sorted ascending (NaN last), computed once and cached.
+
+        Args:
+            item: the tensor: its index in ``report.tensors``, its name (``"dense/kernel"``)
+                or its :class:`TensorStats`.
+        """
         return self._store.sorted(self._index(item))
 
     def histogram(
@@ -414,6 +424,17 @@ class WeightReport:
         log: bool = False,
     ) -> Histogram:
         """A histogram of one tensor, cached per (bins, range, exclude_zeros, log).
+
+        Args:
+            item: the tensor: its index in ``report.tensors``, its name (``"dense/kernel"``)
+                or its :class:`TensorStats`.
+            bins: the number of equal-width bins.
+            range: ``(low, high)`` of the bins; ``None``: the tensor's finite min and max.
+            exclude_zeros: leave exact zeros out (a pruned tensor's spike at 0).
+            log: ``log10(1 + count)`` instead of counts.
+
+        Raises:
+            IndexError: an index outside the report; KeyError: a name it does not have.
 
         Example:
             >>> report.histogram("dense/kernel", bins=32, exclude_zeros=True)  # doctest: +SKIP
@@ -434,6 +455,8 @@ class WeightReport:
 
     # -- tables
     def to_records(self) -> list[dict[str, Any]]:
+        """One dict per tensor: the columns of :meth:`to_dataframe` (exact distinct counts
+        included, computed here for all tensors at once)."""
         self._store.prefetch(builtins.range(len(self.tensors)))  # the distinct counts, in parallel
         return [t.as_dict() for t in self.tensors]
 

@@ -11,12 +11,17 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.ticker import PercentFormatter
 
 from compresswidgets.inspection import Histogram, TensorStats, WeightReport
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow
 
 __all__ = [
     "mpl_text",
@@ -68,7 +73,7 @@ def plot_histogram(
     return ax
 
 
-def plot_channel_ranges(stats: TensorStats, ax: Any, *, max_channels: int = 512) -> Any:
+def plot_channel_ranges(stats: TensorStats, ax: Axes, *, max_channels: int = 512) -> Axes:
     """Per-output-channel [min, max] bars against the whole tensor's range.
 
     Channels whose ranges differ a lot are why TFLite quantizes conv kernels per channel.
@@ -92,7 +97,7 @@ def plot_channel_ranges(stats: TensorStats, ax: Any, *, max_channels: int = 512)
     return ax
 
 
-def plot_layer_overview(report: WeightReport, ax: Any, *, highlight: str | None = None) -> Any:
+def plot_layer_overview(report: WeightReport, ax: Axes, *, highlight: str | None = None) -> Axes:
     """Parameters per layer (bars, log scale) and sparsity per layer (dots, right axis)."""
     layers = report.layers
     x = np.arange(len(layers))
@@ -119,20 +124,20 @@ def plot_layer_overview(report: WeightReport, ax: Any, *, highlight: str | None 
 
 
 # --------------------------------------------------------------------------- benchmark plots
-def _measured(report: Any, threads: int | None) -> list[Any]:
+def _measured(report: BenchmarkReport, threads: int | None) -> list[BenchmarkRow]:
     rows = [r for r in report.rows if r.ok]
     if threads is None and rows:
         threads = min(r.threads for r in rows)
     return [r for r in rows if r.threads == threads]
 
 
-def _empty(ax: Any, text: str) -> Any:
+def _empty(ax: Axes, text: str) -> Axes:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_axis_off()
     return ax
 
 
-def plot_latency(report: Any, ax: Any, *, threads: int | None = None) -> Any:
+def plot_latency(report: BenchmarkReport, ax: Axes, *, threads: int | None = None) -> Axes:
     """Median latency per variant (bars) with p10–p90 whiskers, at one thread count."""
     rows = _measured(report, threads)
     if not rows:
@@ -149,7 +154,7 @@ def plot_latency(report: Any, ax: Any, *, threads: int | None = None) -> Any:
     return ax
 
 
-def plot_memory(report: Any, ax: Any, *, threads: int | None = None) -> Any:
+def plot_memory(report: BenchmarkReport, ax: Axes, *, threads: int | None = None) -> Axes:
     """Peak memory footprint per variant (MB over the process baseline)."""
     rows = _measured(report, threads)
     if not rows:
@@ -163,7 +168,7 @@ def plot_memory(report: Any, ax: Any, *, threads: int | None = None) -> Any:
     return ax
 
 
-def plot_sizes(report: Any, ax: Any) -> Any:
+def plot_sizes(report: BenchmarkReport, ax: Axes) -> Axes:
     """.tflite size and gzipped size per variant (one row per variant)."""
     seen: dict[str, Any] = {}
     for r in report.rows:
@@ -206,7 +211,7 @@ def pareto_front(points: list[tuple[float, float]], greater_is_better: bool = Tr
     return front
 
 
-def plot_tradeoff(report: Any, ax: Any, *, cost: str = "gzipped_bytes",
+def plot_tradeoff(report: BenchmarkReport, ax: Axes, *, cost: str = "gzipped_bytes",
                   threads: int | None = None) -> Any:
     """The metric (accuracy, or the Workbench's own) against a cost (``gzipped_bytes``,
     ``size_bytes``, ``median_ms``, ``memory_mb``), with the Pareto front marked."""

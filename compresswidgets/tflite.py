@@ -150,11 +150,6 @@ def _export(model: Any, path: str, batch: int | None = None) -> None:
                              input_signature=input_spec(model, batch) if batch else None)
             elif single_io(model):  # its forward pass only: seconds, not the whole model
                 save_forward(model, path, batch)
-            elif batch:
-                function = tf.function(lambda x: model(x, training=False))
-                tf.saved_model.save(model, path,
-                                    signatures=function.get_concrete_function(
-                                        *input_spec(model, batch)))
             else:
                 tf.saved_model.save(model, path)
         except Exception as exc:

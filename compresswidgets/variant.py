@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from compresswidgets._data import Data, MetricSpec
 from compresswidgets._files import write_files
 from compresswidgets.inspection import inspect_weights
 from compresswidgets.techniques._common import kernel_of
+
+if TYPE_CHECKING:
+    from compresswidgets._bridge import Bridged
 
 __all__ = ["Variant", "safe_filename"]
 
@@ -33,7 +36,7 @@ class Context:
     preamble: str
     #: for a Keras 3 model: its verified tf_keras twin (:class:`compresswidgets._bridge.Bridged`)
     #: and a private Keras 3 clone (the architecture :meth:`Variant.to_keras3` rebuilds)
-    bridge: Any = None
+    bridge: Bridged | None = None
     keras3_model: Any = None
 
 
@@ -83,6 +86,26 @@ class Variant:
                  conversion_error: tfl.ConversionError | None = None,
                  saved_code: str | None = None,
                  saved_chain: list[dict[str, Any]] | None = None) -> None:
+        """A Workbench makes variants (and :meth:`load` reads saved ones); everything a
+        variant is, is passed here, and none of it changes afterwards.
+
+        Args:
+            name: unique within its Workbench (``"pruned-1"``).
+            recipe: the technique's parameters (``{"technique": "prune", ...}``).
+            parent: the variant it was made from; ``None`` for the original.
+            keras_model: the Keras model it is (pruned, clustered, QAT); ``None`` for a
+                post-training conversion, which is only a .tflite.
+            tflite: the converted flatbuffer; ``None``: converted from ``keras_model`` on
+                first use. Validated: what is not a .tflite raises TypeError or ValueError.
+            mode: the converter mode of ``tflite`` (``"float32"``, ``"int8"``, ...).
+            context: what the Workbench shares (data, metric, code preamble).
+            notes: sentences for the user (what was skipped and why).
+            code_step: this step's code; :attr:`code` joins the steps from the original.
+            metrics: metrics already measured (``{"accuracy": ...}``), kept as given.
+            export_model: what is converted instead of ``keras_model`` (a Keras 3 original).
+            conversion_error: why ``keras_model`` did not convert, raised on first use.
+            saved_code, saved_chain: the code and lineage of a loaded variant.
+        """
         self._name = name
         self._recipe = MappingProxyType(dict(recipe))
         self._parent = parent
@@ -462,7 +485,15 @@ class Variant:
 
     @classmethod
     def load(cls, path: str | Path) -> Variant:
-        """Read back what :meth:`save` wrote (the JSON file, or a folder holding one)."""
+        """Read back what :meth:`save` wrote.
+
+        Args:
+            path: the variant's .json file, or a folder holding exactly one.
+
+        Raises:
+            FileNotFoundError: nothing saved there; ValueError: a JSON that is not a saved
+                variant, or a .tflite beside it that is not a TFLite model.
+        """
         path = Path(path)
         if path.is_dir():
             found = sorted(path.glob("*.json"))

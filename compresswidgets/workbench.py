@@ -29,7 +29,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from compresswidgets.techniques._common import (
     require_tfmot_model,
 )
 from compresswidgets.variant import Context, Variant
+
+if TYPE_CHECKING:
+    from compresswidgets.benchmarking import BenchmarkReport
 
 __all__ = ["Comparison", "VariantsChange", "Workbench"]
 
@@ -523,7 +526,8 @@ class Workbench:
             code_step=quantization.code(params, None, tfl.fixed_batch(blob))))
 
     # ------------------------------------------------------------------ measuring
-    def benchmark(self, variants: list[Variant] | None = None, **kwargs: Any) -> Any:
+    def benchmark(self, variants: list[Variant] | None = None,
+                  **kwargs: Any) -> BenchmarkReport:
         """:func:`compresswidgets.benchmark` of ``variants`` (default: all of them)."""
         from compresswidgets.benchmarking import benchmark
 
@@ -533,7 +537,14 @@ class Workbench:
     # ------------------------------------------------------------------ comparing
     def compare(self, variants: list[Variant] | None = None) -> Comparison:
         """One row per variant against the original: the metric (``accuracy``, whatever the
-        Workbench's metric is; ``metric_name`` says which), sizes and their ratios."""
+        Workbench's metric is; ``metric_name`` says which), sizes and their ratios.
+
+        Args:
+            variants: the variants to compare; ``None``: all of them, the original first.
+
+        Returns:
+            A :class:`Comparison` (a list of dicts; ``str()`` of it is a table).
+        """
         chosen = list(variants) if variants is not None else list(self._variants)
         ref = self.original
         rows = Comparison()

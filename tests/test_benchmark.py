@@ -12,6 +12,8 @@ import pytest
 
 import compresswidgets as cw
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 
 @pytest.fixture(scope="module")
 def wb(demo):

@@ -10,6 +10,8 @@ import compresswidgets as cw
 from compresswidgets import _keras
 from compresswidgets import demo as demo_module
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 
 def test_data_split_is_fixed_and_complete():
     data = cw.demo_data()

@@ -19,6 +19,8 @@ import compresswidgets as cw
 from compresswidgets import _keras
 from compresswidgets.techniques._common import kernel_of
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 L = keras.layers
 
 

@@ -7,6 +7,8 @@ from _helpers import HOSTILE, table_rows, weights_bytes
 
 import compresswidgets as cw
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 
 def test_studio_chains_techniques_through_its_tabs(demo):
     model, data = demo

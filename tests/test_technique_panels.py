@@ -8,6 +8,8 @@ from _helpers import HOSTILE, table_rows, weights_bytes
 
 import compresswidgets as cw
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 PNG = b"\x89PNG"
 
 

@@ -12,6 +12,8 @@ import compresswidgets as cw
 from compresswidgets import tflite as tfl
 from compresswidgets.techniques.pruning import achieved
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 KERNELS = ["conv2d", "conv2d_1", "conv2d_2", "dense", "dense_1"]
 
 

@@ -8,6 +8,8 @@ from _helpers import weights_bytes
 
 import compresswidgets as cw
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 
 @pytest.fixture(scope="module")
 def wb(demo):

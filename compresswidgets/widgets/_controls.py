@@ -68,10 +68,22 @@ def _collapsed(css_class: str, title: str, text: str) -> str:
             "</details>")
 
 
-def error_html(exc: BaseException, *, trace: bool = False) -> str:
+#: Errors whose message is the whole story (what was passed, what is expected, the fix):
+#: their box shows no traceback unless asked to.
+EXPECTED = (ValueError, TypeError, KeyError, OSError)
+
+
+def error_html(exc: BaseException, *, trace: bool | None = None) -> str:
     """A readable error box: the exception's class and message, escaped; where there is more
-    (a converter's full output, and with ``trace`` the traceback of a background job), it is
-    in a collapsed section below."""
+    (a converter's full output, the traceback) it is in a collapsed section below.
+
+    Args:
+        exc: what was raised.
+        trace: include the traceback; ``None`` (default) includes it for anything that is not
+            one of :data:`EXPECTED` (an error the user cannot act on from its message alone).
+    """
+    if trace is None:
+        trace = not isinstance(exc, EXPECTED)
     details = getattr(exc, "details", "")
     more = (_collapsed("cw-error-details", "full output", details)
             if details and details != str(exc) else "")
@@ -153,8 +165,9 @@ class JobPanel(widgets.VBox):
         if self.running:
             return False
         if self.blocked:
-            self._error.value = error_html(RuntimeError(
-                f"{self.blocked} Wait for it to finish (or Stop it), then start again."))
+            busy = RuntimeError(f"{self.blocked} Wait for it to finish (or Stop it), then "
+                                "start again.")
+            self._error.value = error_html(busy, trace=False)
             return False
         self._error.value = ""
         return True
@@ -165,7 +178,12 @@ class JobPanel(widgets.VBox):
         self._status.value = ""
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the current run has finished (for scripts and tests)."""
+        """Block until the current run has finished (for scripts and tests).
+
+        Args:
+            timeout: seconds to wait at most; ``None``: until it finishes. It returns either
+                way: check ``running`` to tell.
+        """
         self._job.wait(timeout)
 
 

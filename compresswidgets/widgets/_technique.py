@@ -9,7 +9,7 @@ call to the Workbench.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -27,6 +27,11 @@ from compresswidgets.widgets._controls import (
     grid_html,
     table_html,
 )
+
+if TYPE_CHECKING:
+    from compresswidgets._training import ProgressCallback
+    from compresswidgets.variant import Variant
+    from compresswidgets.workbench import VariantsChange, Workbench
 
 GREY, BLUE, GREEN = "#9aa5b1", "#3b75af", "#2a9d55"
 #: Above this fraction of zeros, histograms leave zeros out (they would dwarf the rest).
@@ -56,11 +61,21 @@ class TechniquePanel(JobPanel):
     apply_tooltip = "Apply to a copy; the base is untouched"
     needs_tfmot = True  # pruning, clustering: a tf_keras model (a Keras 3 model's twin)
 
-    def __init__(self, workbench: Any, **kwargs: Any) -> None:
+    def __init__(self, workbench: Workbench, **kwargs: Any) -> None:
+        """Build the panel on ``workbench``.
+
+        Args:
+            workbench: the :class:`~compresswidgets.Workbench` whose variants the panel
+                reads and adds to (it follows ``workbench.observe``).
+            **kwargs: initial values of the panel's traits
+                (e.g. ``base='pruned-1'``, ``target_sparsity=0.8``) and ``ipywidgets.VBox`` options
+                such as ``layout``; a bad value raises a ``traitlets.TraitError`` saying
+                what is allowed.
+        """
         super().__init__(**kwargs)
         self.add_class(self.css_class)
         self.workbench = workbench
-        self.result: Any = None
+        self.result: Variant | None = None
         self._kernels: dict[tuple[str, str], np.ndarray] = {}
         self._defaults: tuple[str | None, set[str]] = (None, set())
 
@@ -152,7 +167,7 @@ class TechniquePanel(JobPanel):
     def _draw_preview(self, kernel: np.ndarray, ax: Any) -> None:
         raise NotImplementedError
 
-    def _engine(self, progress: Any) -> Any:
+    def _engine(self, progress: ProgressCallback) -> Variant:
         """Call the Workbench; return the new Variant."""
         raise NotImplementedError
 
@@ -169,7 +184,7 @@ class TechniquePanel(JobPanel):
             self._base.options = names
             self.base = current
 
-    def _on_variants(self, _change: Any) -> None:
+    def _on_variants(self, _change: VariantsChange) -> None:
         if not self.running:  # a running panel refreshes when its run ends
             self.refresh_variants()
 
@@ -230,7 +245,7 @@ class TechniquePanel(JobPanel):
             if self.preview_layer not in names:
                 self.preview_layer = (max(layers, key=lambda layer: layer.count_params()).name
                                       if names else "")
-        self._error.value = error_html(self._unavailable) if self._unavailable else ""
+        self._error.value = error_html(self._unavailable, trace=False) if self._unavailable else ""
         self._safe_preview()
 
     def _preview_options(self, layers: list[Any]) -> list[tuple[str, str]]:
@@ -276,8 +291,7 @@ class TechniquePanel(JobPanel):
             kernel = self._kernel(self.preview_layer)
             self._draw_preview(kernel, self._preview_fig.clear())
         except Exception as exc:  # an observer's error would reach nobody: show it
-            self._error.value = error_html(exc, trace=not isinstance(exc, ValueError | TypeError
-                                                                     | KeyError))
+            self._error.value = error_html(exc)
             return
         self._preview_fig.render()
 
@@ -356,7 +370,7 @@ class TechniquePanel(JobPanel):
             self.refresh_variants()
 
     # ------------------------------------------------------------------ result
-    def _show(self, variant: Any) -> None:
+    def _show(self, variant: Variant) -> None:
         original = self.workbench.original
         metric = self.workbench.metric
         delta = variant.accuracy - original.accuracy
@@ -390,7 +404,7 @@ class TechniquePanel(JobPanel):
                             f"{esc(variant.code)}</pre>")
         self._draw_result(variant)
 
-    def _draw_result(self, variant: Any) -> None:
+    def _draw_result(self, variant: Variant) -> None:
         names = [r["layer"] for r in variant.layers]
         if self.preview_layer in names:  # the previewed layer first, then any other
             names.insert(0, names.pop(names.index(self.preview_layer)))

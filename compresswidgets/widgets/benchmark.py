@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import traitlets
@@ -26,6 +26,9 @@ from compresswidgets.widgets._controls import (
     esc,
     grid_html,
 )
+
+if TYPE_CHECKING:
+    from compresswidgets.workbench import VariantsChange, Workbench
 
 HEADER = ("variant", "threads", "batch", "init ms", "first inference ms", "mean ms",
           "median ms", "p90 ms", "memory MB", "size B", "gzipped B", "accuracy", "error")
@@ -77,7 +80,17 @@ class BenchmarkPanel(JobPanel):
     batch = Bounded(1, 1, 4096, integer=True, help="batch size where it is not fixed")
     folder = traitlets.Unicode("", help="folder Save writes into")
 
-    def __init__(self, workbench: Any, **kwargs: Any) -> None:
+    def __init__(self, workbench: Workbench, **kwargs: Any) -> None:
+        """Build the panel on ``workbench``.
+
+        Args:
+            workbench: the :class:`~compresswidgets.Workbench` whose variants the panel
+                reads and adds to (it follows ``workbench.observe``).
+            **kwargs: initial values of the panel's traits
+                (e.g. ``threads=[1, 2]``, ``runs=100``, ``folder='out'``) and
+                ``ipywidgets.VBox`` options such as ``layout``; a bad value raises a
+                ``traitlets.TraitError`` saying what is allowed.
+        """
         super().__init__(**kwargs)
         self.add_class("cw-benchmark-panel")
         self.workbench = workbench
@@ -156,7 +169,7 @@ class BenchmarkPanel(JobPanel):
         return "Measure every ticked variant at every chosen thread count"
 
     # ------------------------------------------------------------------ choices
-    def _on_variants(self, _change: Any) -> None:
+    def _on_variants(self, _change: VariantsChange) -> None:
         self.refresh_variants()
 
     def refresh_variants(self) -> None:
@@ -335,7 +348,7 @@ class BenchmarkPanel(JobPanel):
                                  "folder; nothing was written.")
             write_files(folder, dict(contents))  # all of them or none
         except Exception as exc:
-            self._error.value = error_html(exc, trace=not isinstance(exc, OSError | ValueError))
+            self._error.value = error_html(exc)
             return []
         self._status.value = "saved: " + ", ".join(f"<code>{esc(p)}</code>" for p in paths)
         return paths

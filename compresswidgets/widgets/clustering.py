@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -14,6 +14,10 @@ from compresswidgets.techniques._common import left_alone_note
 from compresswidgets.techniques.clustering import INITS
 from compresswidgets.widgets._controls import Bounded, Choice
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
+
+if TYPE_CHECKING:
+    from compresswidgets._training import ProgressCallback
+    from compresswidgets.variant import Variant
 
 __all__ = ["ClusteringPanel"]
 
@@ -103,7 +107,7 @@ class ClusteringPanel(TechniquePanel):
                       f"{self._shown_layer}: {self.clusters} clusters, {how}",
                       exclude_zeros=sparse, bins=128)
 
-    def _engine(self, progress: Any) -> Any:
+    def _engine(self, progress: ProgressCallback) -> Variant:
         return self.workbench.cluster(
             self.clusters, init=self.init, preserve_sparsity=self.preserve_sparsity,
             layers=self.selected_layers, epochs=self.epochs, base=self.base, progress=progress)

@@ -7,7 +7,13 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from compresswidgets.inspection import DEFAULT_BINS, TensorStats, WeightReport, inspect_weights
+from compresswidgets.inspection import (
+    DEFAULT_BINS,
+    Histogram,
+    TensorStats,
+    WeightReport,
+    inspect_weights,
+)
 from compresswidgets.plots import plot_channel_ranges, plot_histogram, plot_layer_overview
 from compresswidgets.widgets._controls import FigureImage, error_html, esc, table_html
 
@@ -46,6 +52,19 @@ class WeightInspector(widgets.VBox):
         exclude_zeros: bool = False,
         **kwargs: Any,
     ) -> None:
+        """Read ``model``'s weights and show the first tensor.
+
+        Args:
+            model: a Keras model (tf_keras or Keras 3), only read.
+            bins: histogram bins (4 to 256 on the slider).
+            log_scale: log-scale the counts.
+            exclude_zeros: leave exact zeros out of the histogram.
+            **kwargs: ``ipywidgets.VBox`` options such as ``layout``.
+
+        Raises:
+            TypeError, ValueError: what :func:`compresswidgets.inspect_weights` raises for
+                something that is not a model, or a model without weights.
+        """
         report = inspect_weights(model, bins=None)  # raises the clear TypeError/ValueError
         super().__init__(**kwargs)
         self.add_class("cw-weight-inspector")
@@ -152,7 +171,8 @@ class WeightInspector(widgets.VBox):
             f"sparsity {r.sparsity:.2%}{warn}"
         )
 
-    def current_histogram(self):
+    def current_histogram(self) -> Histogram:
+        """The selected tensor's histogram at the panel's bins, zeros and log settings."""
         return self.report.histogram(self.layer, bins=self.bins, exclude_zeros=self.exclude_zeros,
                                      log=self.log_scale)
 

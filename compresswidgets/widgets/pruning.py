@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -13,6 +13,10 @@ from compresswidgets.techniques import pruning
 from compresswidgets.techniques._common import left_alone_note
 from compresswidgets.widgets._controls import Bounded, Choice
 from compresswidgets.widgets._technique import TINY, TechniquePanel
+
+if TYPE_CHECKING:
+    from compresswidgets._training import ProgressCallback
+    from compresswidgets.variant import Variant
 
 __all__ = ["TINY", "PruningPanel"]
 
@@ -81,7 +85,7 @@ class PruningPanel(TechniquePanel):
                       f"after {sparsity:.0%} (zeros not shown)",
                       f"{self._shown_layer}: one-shot magnitude pruning", exclude_zeros=True)
 
-    def _engine(self, progress: Any) -> Any:
+    def _engine(self, progress: ProgressCallback) -> Variant:
         return self.workbench.prune(
             self._sparsity_value, schedule=self.schedule,
             structure=None if self.structure == "none" else self.structure,

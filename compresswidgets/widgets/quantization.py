@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -14,6 +14,10 @@ from compresswidgets.preview import int8_preview
 from compresswidgets.techniques import quantization
 from compresswidgets.widgets._controls import Bounded, Choice, error_html
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
+
+if TYPE_CHECKING:
+    from compresswidgets._training import ProgressCallback
+    from compresswidgets.variant import Variant
 
 __all__ = ["QuantizationPanel"]
 
@@ -82,7 +86,7 @@ class QuantizationPanel(TechniquePanel):
             + ("On a pruned or clustered base QAT keeps their zeros and clusters (PQAT, CQAT, "
                "PCQAT). " if qat else "")
             + "Quantize last: the result is a .tflite model.</span>")
-        self._error.value = error_html(self._unavailable) if self._unavailable else ""
+        self._error.value = error_html(self._unavailable, trace=False) if self._unavailable else ""
         self._safe_preview()
 
     def _checklist_layers(self) -> list[Any]:
@@ -136,7 +140,7 @@ class QuantizationPanel(TechniquePanel):
                       f"{self._shown_layer}: weights after {what} rounding", bins=128,
                       exclude_zeros=float(np.mean(kernel == 0)) > SPARSE)
 
-    def _engine(self, progress: Any) -> Any:
+    def _engine(self, progress: ProgressCallback) -> Variant:
         return self.workbench.quantize(
             self.mode, representative_samples=self.representative_samples, epochs=self.epochs,
             layers=self._qat_layers if self.mode == "qat" else None, base=self.base,

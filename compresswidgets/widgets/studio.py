@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
@@ -12,6 +12,9 @@ from compresswidgets.widgets.clustering import ClusteringPanel
 from compresswidgets.widgets.inspector import WeightInspector
 from compresswidgets.widgets.pruning import PruningPanel
 from compresswidgets.widgets.quantization import QuantizationPanel
+
+if TYPE_CHECKING:
+    from compresswidgets.workbench import VariantsChange
 
 __all__ = ["Studio"]
 
@@ -32,6 +35,19 @@ class Studio(widgets.VBox):
     """
 
     def __init__(self, model: Any, data: Any = None, **workbench_kwargs: Any) -> None:
+        """Build the tabs on a new Workbench of ``model`` and ``data``, or on an existing one.
+
+        Args:
+            model: a Keras model (tf_keras or Keras 3; only read), or a
+                :class:`~compresswidgets.Workbench` to share.
+            data: ``(x_train, y_train, x_test, y_test)`` (e.g. what ``cw.demo_model()``
+                returns); not with a Workbench.
+            **workbench_kwargs: what :class:`~compresswidgets.Workbench` takes besides the
+                model and data (``metric=``, ``learning_rate=``, ...); not with a Workbench.
+
+        Raises:
+            TypeError: a Workbench together with data or Workbench options.
+        """
         from compresswidgets.workbench import Workbench
 
         if isinstance(model, Workbench):
@@ -91,7 +107,7 @@ class Studio(widgets.VBox):
         self._busy.value = (f"<span style='color:#666'>{esc(busy[0])} is running; the other "
                             "tabs can start a job when it is done.</span>" if busy else "")
 
-    def _on_variants(self, _change: Any = None) -> None:
+    def _on_variants(self, _change: VariantsChange | None = None) -> None:
         self._refresh_inspect_options()
         self._draw_variants()
 
@@ -109,8 +125,7 @@ class Studio(widgets.VBox):
                                         log_scale=self.inspector.log_scale,
                                         exclude_zeros=self.inspector.exclude_zeros)
         except Exception as exc:  # an observer's error would reach nobody: show it
-            self._inspect_error.value = error_html(exc, trace=not isinstance(
-                exc, KeyError | TypeError | ValueError))
+            self._inspect_error.value = error_html(exc)
             return
         self._inspect_error.value = ""
         self.inspector = inspector
