@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from compresswidgets import _keras
+from compresswidgets._data import single_io
 
 __all__ = ["CALIBRATED", "MODES", "ConversionError", "Mode", "configure", "converter_code",
            "summarise"]
@@ -205,12 +206,6 @@ def input_spec(model: Any, batch: int | None) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- converting here
-def single_io(model: Any) -> bool:
-    """One input and one output: what :func:`save_forward` (and evaluation) handle."""
-    return len(getattr(model, "inputs", None) or ()) == 1 and \
-        len(getattr(model, "outputs", None) or ()) == 1
-
-
 def save_forward(model: Any, path: str, batch: int | None = None) -> None:
     """A SavedModel of the model's forward pass and its variables: all the converter reads.
 

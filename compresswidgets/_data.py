@@ -74,9 +74,20 @@ def as_data(data: Any) -> Data:
     return out
 
 
+def io_tensors(model: Any) -> tuple[list[Any], list[Any]]:
+    """The model's input and output tensors (empty lists for a model not built yet)."""
+    return list(getattr(model, "inputs", None) or []), list(getattr(model, "outputs", None) or [])
+
+
+def single_io(model: Any) -> bool:
+    """Exactly one input tensor and one output tensor."""
+    inputs, outputs = io_tensors(model)
+    return len(inputs) == 1 and len(outputs) == 1
+
+
 def check_single_io(model: Any) -> None:
     """One input tensor and one output tensor: what every technique here is built for."""
-    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    inputs, outputs = io_tensors(model)
     for what, tensors in (("inputs", inputs), ("outputs", outputs)):
         if len(tensors) > 1:
             names = ", ".join(repr(getattr(t, "name", "?").split(":")[0]) for t in tensors)

@@ -28,10 +28,9 @@ from compresswidgets._converter import (
     converter_code,
     input_spec,
     save_forward,
-    single_io,
     summarise,
 )
-from compresswidgets._data import Metric, default_metric
+from compresswidgets._data import Metric, default_metric, single_io
 from compresswidgets.inspection import snr_db
 
 __all__ = ["CALIBRATED", "MODES", "ConversionError", "convert", "converter_code",
