@@ -240,17 +240,24 @@ def convert_keras(model: Any, mode: str, representative_path: str | None = None,
             converter = tf.lite.TFLiteConverter.from_keras_model(model)
             configure(converter, tf, mode, representative_path)
             return bytes(converter.convert()), False
-        for batch in ((1,) if fixed else (None, 1)):
+        if not fixed:
             try:
-                with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
-                    save_forward(model, folder, batch)
-                    converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-                    configure(converter, tf, mode, representative_path)
-                    return bytes(converter.convert()), batch is not None
+                return _convert_forward(model, None, mode, representative_path), False
             except Exception as exc:
-                if batch is not None or not retry_fixed(model, str(exc)):
+                if not retry_fixed(model, str(exc)):
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return _convert_forward(model, 1, mode, representative_path), True
+
+
+def _convert_forward(model: Any, batch: int | None, mode: str,
+                     representative_path: str | None) -> bytes:
+    """The flatbuffer of ``model``'s forward pass at ``batch`` (None: the model's own)."""
+    tf = _keras.tf()
+    with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
+        save_forward(model, folder, batch)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        configure(converter, tf, mode, representative_path)
+        return bytes(converter.convert())
 
 
 def convert_saved_model(path: str, mode: str, representative_path: str | None = None) -> bytes:

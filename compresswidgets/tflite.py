@@ -204,6 +204,11 @@ def input_dtype(tflite: bytes) -> np.dtype:
     return np.dtype(interpreter(tflite).get_input_details()[0]["dtype"])
 
 
+def op_names(tflite: bytes) -> list[str]:
+    """The operators of a flatbuffer in execution order (``"CONV_2D"``, ...)."""
+    return [op["op_name"] for op in interpreter(tflite)._get_ops_details()]
+
+
 def predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """Run the model on ``x`` (float inputs; int8/uint8 models are quantized for you)."""
     with _keras._quiet_native_logs():

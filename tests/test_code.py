@@ -77,10 +77,6 @@ def bases(small):
     return wb, get
 
 
-def _ops(blob: bytes) -> set[str]:
-    return {op["op_name"] for op in tfl.interpreter(blob)._get_ops_details()}
-
-
 def _tensor_types(blob: bytes) -> set[str]:
     return {np.dtype(t["dtype"]).name for t in tfl.interpreter(blob).get_tensor_details()}
 
@@ -102,7 +98,7 @@ def test_the_code_makes_the_variant(recipe, small, bases, keras, tmp_path, monke
     assert (tmp_path / "model.tflite").read_bytes() == made
 
     # the converter settings: the same ops, tensor types, input type and (within names) size
-    assert _ops(made) == _ops(v.tflite), recipe
+    assert set(tfl.op_names(made)) == set(tfl.op_names(v.tflite)), recipe
     assert _tensor_types(made) == _tensor_types(v.tflite), recipe
     assert tfl.input_dtype(made) == tfl.input_dtype(v.tflite)
     assert abs(len(made) - v.size_bytes) <= 0.05 * v.size_bytes, (len(made), v.size_bytes)
