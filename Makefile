@@ -36,10 +36,10 @@ lint: venv
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: venv lint  ## lint, then the whole suite: core, widgets, notebooks, real browser
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(JOBS)
 
 test-fast: venv lint  ## the inner loop (under 3 min): no browser, notebooks, zoo or slow modules
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "not browser and not notebook and not slow" --ignore=tests/zoo
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "not browser and not notebook and not slow" --ignore=tests/zoo
 
 bench: venv  ## speed targets: each prints its ratio against a floor measured in the same run
 	$(BIN)/python benchmarks/bench_inspect.py

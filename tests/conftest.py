@@ -31,23 +31,45 @@ _ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "test-artifacts"
 _BINDER_TABLE = _ARTIFACTS / "binder-notebooks.md"
 
 
+#: Groups that take longest go to the workers first, so that none is the last one left
+#: running (the notebooks: the simulated Binder is built once, then ten notebooks).
+_FIRST = ("test_notebooks", "zoo-mobilenet", "browser", "test_code")
+
+
+def group_of(nodeid: str) -> str:
+    """The tests that share a costly fixture, run by one worker under ``pytest -n`` (as
+    ``make test`` runs it): a module (its module-scoped fixtures are built once); all the
+    browser tests (one JupyterLab); a zoo family (its trained model: the families spread
+    over the workers)."""
+    path, _, test = nodeid.partition("::")
+    parts = path.split("/")
+    if "browser" in parts:
+        return "browser"
+    if "zoo" in parts and "[" in test:
+        return "zoo-" + test.split("[", 1)[1].split("-", 1)[0].rstrip("]")
+    return parts[-1].removesuffix(".py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule by :func:`group_of`, in collection order (see ``_FIRST``)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Groups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    config.option.loadscopereorder = False
+    return Groups(config, log)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own ordering by fixture
 def pytest_collection_modifyitems(items):
-    """Groups for ``pytest -n`` (``--dist loadgroup``, as ``make test`` runs it): what shares
-    a costly fixture runs in one worker. A module is a group (its module-scoped fixtures are
-    built once); the browser tests share one JupyterLab; a zoo family's tests share its
-    trained model, and the families spread over the workers. The notebooks' group (the
-    simulated Binder is built once, then ten notebooks) comes first so that it is not the
-    last one left running."""
-    for item in items:
-        path = item.path
-        if "browser" in path.parts:
-            group = "browser"
-        elif path.parent.name == "zoo" and hasattr(item, "callspec"):
-            group = f"zoo-{item.callspec.params.get('zoo', path.stem)}"
-        else:
-            group = path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.path.name != "test_notebooks.py")
+    def rank(item) -> int:
+        group = group_of(item.nodeid)
+        return _FIRST.index(group) if group in _FIRST else len(_FIRST)
+
+    items.sort(key=rank)
 
 
 def pytest_sessionfinish(session):

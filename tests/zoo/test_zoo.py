@@ -28,9 +28,13 @@ def zoo(request) -> tuple[ZooModel, cw.Workbench, list[bytes]]:
     return z, wb, before
 
 
-def close(a: float, b: float, metric) -> bool:
-    """Within 1 point for a fraction (accuracy, IoU), within 1 % otherwise (MAE)."""
-    return abs(a - b) <= (0.01 if metric.fraction or abs(b) <= 1 else 0.01 * abs(b))
+def close(a: float, b: float, metric, samples: int) -> bool:
+    """Within 1 point or one test sample, whichever is more, for a fraction (accuracy, IoU:
+    float16 rounding may flip one near-tie of a barely trained model), within 1 %
+    otherwise (MAE)."""
+    if metric.fraction:
+        return abs(a - b) <= max(0.01, 1 / samples) + 1e-9
+    return abs(a - b) <= (0.01 if abs(b) <= 1 else 0.01 * abs(b))
 
 
 def test_inspection_reads_every_weight(zoo):
@@ -43,10 +47,11 @@ def test_the_original_converts_and_float16_agrees_with_keras(zoo):
     z, wb, _ = zoo
     assert wb.original.size_bytes > 0
     keras_metric = wb.original.keras_accuracy
-    assert close(wb.original.tflite_accuracy, keras_metric, wb.metric)
+    samples = len(z.data[2])
+    assert close(wb.original.tflite_accuracy, keras_metric, wb.metric, samples)
     f16 = wb.quantize("float16")
     assert f16.size_bytes < wb.original.size_bytes
-    assert close(f16.accuracy, keras_metric, wb.metric), (f16.accuracy, keras_metric)
+    assert close(f16.accuracy, keras_metric, wb.metric, samples), (f16.accuracy, keras_metric)
     if any(type(layer).__name__ in ("LSTM", "GRU", "Bidirectional") for layer in z.model.layers):
         assert f16.tflite_batch == 1 and any("fixed batch of 1" in n for n in f16.notes)
     else:
