@@ -171,7 +171,7 @@ def main(max_jobs: int) -> None:
             return
         stop.clear()
         result = _run(request, lambda m: _process.write_frame(channel, {"progress": m}), stop)
-        _process.write_frame(channel, {"done": result})
+        _process.write_frame(channel, {"done": result, "rss": _process.resident_bytes()})
 
 
 # --------------------------------------------------------------------------- kernel side
@@ -276,4 +276,4 @@ def technique(technique: str, model: Any, params: Any, settings: CompileSettings
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else _process.RECYCLE_AFTER)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else _process.MAX_JOBS)

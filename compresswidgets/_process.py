@@ -5,7 +5,14 @@ This module knows how to start, feed, stop and replace the process; what runs in
 subprocess, not multiprocessing, so scripts without a ``__main__`` guard work too.
 
 Protocol: the kernel sends one request tuple, then ``("stop",)`` frames while it runs; the
-worker answers with any number of ``{"progress": {...}}`` frames and one ``{"done": result}``.
+worker answers with any number of ``{"progress": {...}}`` frames and one
+``{"done": result, "rss": bytes}``.
+
+Recycling: TensorFlow leaks in every conversion and fine-tune, and a big model leaks more
+per job than a small one. So the process is replaced when its resident memory after a job
+passes :func:`recycle_bytes` (``COMPRESSWIDGETS_WORKER_MB``), or after :data:`MAX_JOBS` jobs
+whatever its size; a worker that stays small keeps its TensorFlow import (several seconds
+of CPU) for the next job.
 """
 
 from __future__ import annotations
@@ -21,10 +28,41 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-#: Jobs before the process is replaced (TensorFlow's leaks stay bounded).
-RECYCLE_AFTER = 8
+#: Jobs before the process is replaced whatever its memory (a backstop).
+MAX_JOBS = 64
+#: Resident memory (MB) after a job above which the process is replaced, unless
+#: ``COMPRESSWIDGETS_WORKER_MB`` says otherwise.
+WORKER_MB = 2048
 #: The module the process runs.
 ENTRY = "compresswidgets._jobs"
+
+
+def recycle_bytes() -> int:
+    """The worker's resident memory after a job above which it is replaced."""
+    raw = os.environ.get("COMPRESSWIDGETS_WORKER_MB", "").strip()
+    try:
+        mb = float(raw) if raw else WORKER_MB
+    except ValueError:
+        raise ValueError(f"COMPRESSWIDGETS_WORKER_MB={raw!r} is not a number of megabytes; "
+                         f"set it to e.g. {WORKER_MB}, or unset it") from None
+    if not mb > 0:
+        raise ValueError(f"COMPRESSWIDGETS_WORKER_MB={raw!r} must be above 0 (megabytes)")
+    return int(mb * 2**20)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux), else its peak so far; 0 if unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 # --------------------------------------------------------------------------- framing
@@ -56,12 +94,14 @@ class _Process:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
                                                           env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", ENTRY, str(RECYCLE_AFTER)],
+            [sys.executable, "-m", ENTRY, str(MAX_JOBS)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
         self.jobs = 0
+        self.rss = 0  # bytes, as the process reported after its last job
 
     def usable(self) -> bool:
-        return self.proc.poll() is None and self.jobs < RECYCLE_AFTER
+        return (self.proc.poll() is None and self.jobs < MAX_JOBS
+                and self.rss <= recycle_bytes())
 
     def call(self, request: tuple, on_progress: Callable[[dict], bool] | None) -> Any:
         self.jobs += 1
@@ -74,6 +114,7 @@ class _Process:
                 if frame is None:
                     raise WorkerDied(self.last_words())
                 if "done" in frame:
+                    self.rss = frame.get("rss", 0)
                     if failure is not None:  # the job has wound down: now the caller's error
                         raise failure
                     return frame["done"]
@@ -109,6 +150,11 @@ class _Process:
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")[-limit:]
 
+    def retire(self) -> None:
+        """Let the process end now (it exits when its stdin closes); :meth:`close` reaps it."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
@@ -141,12 +187,16 @@ def call(request: tuple, on_progress: Callable[[dict], bool] | None = None, *,
                     _process.close()
                 _process = _Process()
             try:
-                return _process.call(request, on_progress)
+                result = _process.call(request, on_progress)
             except WorkerDied:
                 _process.close()
                 _process = None
                 if attempt == 2 or not retry:
                     raise
+                continue
+            if not _process.usable():  # its memory goes back now, not at the next job
+                _process.retire()
+            return result
     raise AssertionError("unreachable")
 
 

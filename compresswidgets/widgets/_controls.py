@@ -172,6 +172,13 @@ class JobPanel(widgets.VBox):
         self._error.value = ""
         return True
 
+    def _finished(self, status: str | None) -> None:
+        """End a job: the controls are usable again first, then the final status (escaped
+        HTML; ``None`` keeps what is there), so whoever reads "stopped" or "made" can act."""
+        self.running = False
+        if status is not None:
+            self._status.value = status
+
     def _failed(self, exc: BaseException) -> None:
         """Show a job's exception (nothing a background thread raises is lost)."""
         self._error.value = error_html(exc, trace=True)

@@ -341,11 +341,12 @@ class TechniquePanel(JobPanel):
             report.stop()
 
     def _run(self) -> None:
+        final = None
         try:
             self._status.value = "working…"
             variant = self._engine(self._report)
         except TrainingStopped as exc:
-            self._status.value = esc(str(exc))
+            final = esc(str(exc))
         except Exception as exc:  # in a thread, an uncaught error would vanish
             self._failed(exc)
         else:
@@ -356,10 +357,10 @@ class TechniquePanel(JobPanel):
                 self._show(variant)
             except Exception as exc:  # e.g. a variant that cannot be measured: it is kept
                 self._failed(exc)
-            self._status.value = esc(f"made {variant.name!r}")
+            final = esc(f"made {variant.name!r}")
             self.made = variant.name
         finally:
-            self.running = False
+            self._finished(final)
 
     def _on_running(self, change: Any) -> None:
         busy = bool(change["new"])

@@ -255,7 +255,7 @@ class BenchmarkPanel(JobPanel):
             f"{counts[(tick.index - 1) % len(counts)]} thread(s), run {tick.run}/{tick.runs}")
 
     def _run(self, chosen: list[Variant]) -> None:
-        start = time.monotonic()
+        start, final = time.monotonic(), None
         try:
             report = self.workbench.benchmark(chosen, threads=self._measuring, runs=self.runs,
                                               warmup=self.warmup, batch=self.batch,
@@ -264,16 +264,15 @@ class BenchmarkPanel(JobPanel):
             self._show(report)
             total = len(chosen) * len(self._measuring)
             if report.stopped:
-                self._status.value = esc(f"stopped: {len(report.rows)} of {total} "
-                                         "measurements done")
+                final = esc(f"stopped: {len(report.rows)} of {total} measurements done")
             else:
                 self._progress.value = 1.0
-                self._status.value = esc(f"done: {total} measurement(s) in "
-                                         f"{time.monotonic() - start:.1f} s")
+                final = esc(f"done: {total} measurement(s) in "
+                            f"{time.monotonic() - start:.1f} s")
         except Exception as exc:  # a thread's traceback would be lost: show every failure
             self._failed(exc)
         finally:
-            self.running = False
+            self._finished(final)
 
     def _on_running(self, change: Any) -> None:
         busy = bool(change["new"])

@@ -1,0 +1,73 @@
+"""The worker process: kept while it stays small, replaced when TensorFlow's leaks make it
+big, and a death in the middle of a job is told, not hidden."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import compresswidgets as cw
+from compresswidgets import _process, tflite
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """Jobs go to a fresh worker process; it is stopped afterwards."""
+    monkeypatch.setenv("COMPRESSWIDGETS_IN_PROCESS", "")
+    monkeypatch.delenv("COMPRESSWIDGETS_WORKER_MB", raising=False)
+    tflite.shutdown()
+    yield
+    tflite.shutdown()
+
+
+def _wait_until_gone(pid: int) -> None:
+    """Reap our own child (the worker is a subprocess of this process)."""
+    proc = _process._process.proc
+    assert proc.pid == pid
+    proc.wait(timeout=60)
+
+
+def test_a_small_worker_is_kept_and_a_big_one_is_replaced(demo, worker, monkeypatch):
+    model, _ = demo
+    tflite.convert(model)
+    first = _process.pid()
+    assert first is not None and _process._process.rss > 100 * 2**20  # TensorFlow is in it
+    tflite.convert(model, "float16")
+    assert _process.pid() == first  # under the limit: the same process, TF already imported
+
+    monkeypatch.setenv("COMPRESSWIDGETS_WORKER_MB", "100")  # below what it uses already
+    blob = tflite.convert(model)
+    second = _process._process.proc.pid
+    assert second != first  # the big one was replaced before this job
+    assert tflite.op_names(blob)  # which was done
+    _wait_until_gone(second)  # and over the limit after it: let go at once, not kept idle
+    assert _process.pid() is None
+    monkeypatch.delenv("COMPRESSWIDGETS_WORKER_MB")
+    tflite.convert(model)
+    third = _process.pid()
+    assert third not in (None, first, second)
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "nan"])
+def test_a_bad_memory_limit_says_what_to_set(demo, worker, monkeypatch, value):
+    monkeypatch.setenv("COMPRESSWIDGETS_WORKER_MB", value)
+    with pytest.raises(ValueError, match=r"COMPRESSWIDGETS_WORKER_MB=.*(megabytes|unset)"):
+        _process.recycle_bytes()
+
+
+def test_a_worker_killed_during_a_fine_tune_is_not_restarted(demo, worker):
+    model, data = demo
+    wb = cw.Workbench(model, data)
+
+    def kill(report):
+        pid = _process.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(RuntimeError, match=r"(?s)died \(prune\) and was not restarted.*SIGKILL"):
+        wb.prune(0.5, epochs=2, progress=kill)
+    assert [v.name for v in wb.variants] == ["original"]  # nothing half-made was kept
+    made = wb.prune(0.5, epochs=0)  # the next job gets a fresh process
+    assert made.sparsity > 0.4 and _process.pid() is not None
