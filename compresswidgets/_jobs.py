@@ -16,6 +16,7 @@ calling process instead.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import queue
 import shutil
@@ -210,9 +211,16 @@ def convert(kind: str, path: str, mode: str, representative_path: str | None,
     return submit(("convert", kind, path, mode, representative_path, fixed), retry=True)
 
 
+def _trained(rebuild: Callable[[Any], Any], model: Any, weights: list[np.ndarray]) -> Any:
+    made = rebuild(model)
+    made.set_weights(weights)
+    return made
+
+
 @dataclasses.dataclass(frozen=True)
 class TechniqueResult:
-    """What one technique round trip gives back."""
+    """What one technique round trip gives back (``model`` may be a
+    :class:`~compresswidgets._keras.Deferred`: the QAT model, rebuilt on first use)."""
 
     model: Any
     notes: tuple[str, ...]
@@ -262,10 +270,10 @@ def technique(technique: str, model: Any, params: Any, settings: CompileSettings
             kind = TrainingStopped if result["type"] == "TrainingStopped" else _ERRORS.get(
                 result["type"], RuntimeError)
             raise kind(result["error"])
-        if technique == "qat":
-            made = rebuild(model) if rebuild is not None else None
+        if technique == "qat":  # its structure is built here only when someone needs it
             with np.load(os.path.join(out_dir, "weights.npz")) as npz:
-                made.set_weights([npz[f"w{i}"] for i in range(len(npz.files))])
+                weights = [npz[f"w{i}"] for i in range(len(npz.files))]
+            made = _keras.Deferred(functools.partial(_trained, rebuild, model, weights))
         else:
             with _keras._quiet_native_logs():
                 made = read_model(out_dir)

@@ -21,7 +21,9 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -232,3 +234,33 @@ def describe(obj: Any, limit: int = 80) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(obj).__module__}.{type(obj).__qualname__} ({text})"
+
+
+class Deferred:
+    """A Keras model built on first use, by one thread, then kept.
+
+    For a model the kernel only holds to be looked at: the QAT model that was trained in the
+    worker process is rebuilt here (its structure costs seconds to build on a MobileNet) only
+    when someone reads its weights or predicts with it, not for its size or .tflite accuracy.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._build is None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._build is not None:
+                self._model = self._build()
+                self._build = None  # and what it held (the weights) goes with it
+            return self._model
+
+
+def resolve(model: Any) -> Any:
+    """``model`` itself, or the model a :class:`Deferred` builds."""
+    return model.get() if isinstance(model, Deferred) else model

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compresswidgets import _keras
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Data, MetricSpec
 from compresswidgets._files import write_files
@@ -151,7 +152,7 @@ class Variant:
     def export_model(self) -> Any:
         """The Keras model that is converted to .tflite (the user's Keras 3 model for the
         original of a bridged Workbench; else :attr:`keras_model`)."""
-        return self._export_model if self._export_model is not None else self._keras_model
+        return self._export_model if self._export_model is not None else self._model()
 
     @property
     def recipe_chain(self) -> list[dict[str, Any]]:
@@ -187,7 +188,17 @@ class Variant:
     @property
     def keras_model(self) -> Any:
         """The Keras model (tfmot wrappers stripped), or None for post-training quantization."""
-        return self._keras_model
+        return self._model()
+
+    @property
+    def has_keras_model(self) -> bool:
+        """Whether there is a :attr:`keras_model` (without building a deferred one)."""
+        return self._keras_model is not None
+
+    def _model(self) -> Any:
+        """The Keras model, built now if it was deferred (a QAT model trained in the worker
+        is rebuilt in the kernel on first use)."""
+        return _keras.resolve(self._keras_model)
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -279,7 +290,7 @@ class Variant:
             if self._keras_model is None:
                 return None
             ctx = self._need_context("keras_accuracy")
-            return float(ctx.metric(ctx.data.y_test, keras_predict(self._keras_model,
+            return float(ctx.metric(ctx.data.y_test, keras_predict(self._model(),
                                                                   ctx.data.x_test)))
         return self._cached("keras_accuracy", compute)
 
@@ -303,7 +314,7 @@ class Variant:
         node: Variant | None = self
         while node is not None and node._keras_model is None:
             node = node._parent
-        return None if node is None else node._keras_model
+        return None if node is None else node._model()
 
     @property
     def params(self) -> int:
@@ -466,7 +477,7 @@ class Variant:
             if from_keras3:
                 files[f"{stem}.keras"] = _keras_file(self.to_keras3())
             elif self._keras_model is not None:
-                files[f"{stem}.keras"] = _keras_file(self._keras_model)
+                files[f"{stem}.keras"] = _keras_file(self._model())
             else:
                 raise ValueError(f"Variant {self._name!r} has no Keras model to write as "
                                  ".keras (it is quantized: its .tflite is the model). Save it "

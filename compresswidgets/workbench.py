@@ -509,7 +509,8 @@ class Workbench:
             done = self._apply("qat", model, params, settings, progress)
             if done.tflite is None and done.conversion_error is None:
                 try:  # fine-tuned here: convert now, the size and accuracy need it
-                    done = dataclasses.replace(done, tflite=tfl.convert(done.model, "qat"))
+                    blob = tfl.convert(_keras.resolve(done.model), "qat")
+                    done = dataclasses.replace(done, tflite=blob)
                 except tfl.ConversionError as exc:
                     done = dataclasses.replace(done, conversion_error=exc)
             variant = self._made(label, params, base_variant, done,

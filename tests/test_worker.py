@@ -71,3 +71,22 @@ def test_a_worker_killed_during_a_fine_tune_is_not_restarted(demo, worker):
     assert [v.name for v in wb.variants] == ["original"]  # nothing half-made was kept
     made = wb.prune(0.5, epochs=0)  # the next job gets a fresh process
     assert made.sparsity > 0.4 and _process.pid() is not None
+
+
+def test_a_deferred_model_is_built_once_whoever_asks_first():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from compresswidgets import _keras
+
+    built = []
+
+    def build():
+        built.append(object())
+        return built[-1]
+
+    deferred = _keras.Deferred(build)
+    assert not deferred.built and not built
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: _keras.resolve(deferred), range(8)))
+    assert len(built) == 1 and all(m is built[0] for m in got) and deferred.built
+    assert _keras.resolve(built[0]) is built[0]  # a model is its own answer

@@ -190,7 +190,7 @@ class TechniquePanel(JobPanel):
 
     def _eligible_variants(self) -> list[str]:
         return [v.name for v in self.workbench.variants
-                if v.keras_model is not None and not v.is_quantized]
+                if v.has_keras_model and not v.is_quantized]
 
     def _base_model(self) -> Any:
         return self.workbench[self.base].keras_model

@@ -112,7 +112,7 @@ class Studio(widgets.VBox):
         self._draw_variants()
 
     def _refresh_inspect_options(self) -> None:
-        names = [v.name for v in self.workbench.variants if v.keras_model is not None]
+        names = [v.name for v in self.workbench.variants if v.has_keras_model]
         current = self._inspect_pick.value if self._inspect_pick.value in names else "original"
         with self._inspect_pick.hold_sync():
             self._inspect_pick.options = names
