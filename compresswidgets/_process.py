@@ -99,9 +99,9 @@ class _Process:
         self.jobs = 0
         self.rss = 0  # bytes, as the process reported after its last job
 
-    def usable(self) -> bool:
-        return (self.proc.poll() is None and self.jobs < MAX_JOBS
-                and self.rss <= recycle_bytes())
+    def usable(self, limit: int) -> bool:
+        """Alive, under :data:`MAX_JOBS`, and at most ``limit`` bytes after its last job."""
+        return self.proc.poll() is None and self.jobs < MAX_JOBS and self.rss <= limit
 
     def call(self, request: tuple, on_progress: Callable[[dict], bool] | None) -> Any:
         self.jobs += 1
@@ -180,9 +180,10 @@ def call(request: tuple, on_progress: Callable[[dict], bool] | None = None, *,
     retried: it would silently start again from its first batch.
     """
     global _process
+    limit = recycle_bytes()  # a bad setting is refused before the job, never after it
     with _lock:
         for attempt in (1, 2):
-            if _process is None or not _process.usable():
+            if _process is None or not _process.usable(limit):
                 if _process is not None:
                     _process.close()
                 _process = _Process()
@@ -194,7 +195,7 @@ def call(request: tuple, on_progress: Callable[[dict], bool] | None = None, *,
                 if attempt == 2 or not retry:
                     raise
                 continue
-            if not _process.usable():  # its memory goes back now, not at the next job
+            if not _process.usable(limit):  # its memory goes back now, not at the next job
                 _process.retire()
             return result
     raise AssertionError("unreachable")
