@@ -227,43 +227,134 @@ def save_forward(model: Any, path: str, batch: int | None = None) -> None:
 
 
 def convert_keras(model: Any, mode: str, representative_path: str | None = None,
-                  fixed: bool = False) -> tuple[bytes, bool]:
+                  fixed: bool = False, debug: dict[str, Any] | None = None) -> tuple[Any, bool]:
     """``(flatbuffer, converted with a fixed batch)`` of a Keras model, in this process.
 
     A model that does not convert with a dynamic batch (recurrent layers in TF 2.21) is
     converted again with a fixed batch of 1 (at once with ``fixed``: the caller knows this
-    architecture needs it). Raises what the converter raises.
+    architecture needs it). With ``debug`` (``{"keep_float": [...] or None}``), the
+    flatbuffer comes through :func:`debug_int8`, whose answer (a dict) is given instead.
+    Raises what the converter raises.
     """
     tf = _keras.tf()
     with _keras._quiet_native_logs(keep=False):  # the exception has the converter's words
         if not single_io(model):  # several inputs or outputs: TFLite's own path as it is
             converter = tf.lite.TFLiteConverter.from_keras_model(model)
             configure(converter, tf, mode, representative_path)
-            return bytes(converter.convert()), False
+            return _finish(converter, tf, representative_path, debug), False
         if not fixed:
             try:
-                return _convert_forward(model, None, mode, representative_path), False
+                return _convert_forward(model, None, mode, representative_path, debug), False
             except Exception as exc:
                 if not retry_fixed(model, str(exc)):
                     raise
-        return _convert_forward(model, 1, mode, representative_path), True
+        return _convert_forward(model, 1, mode, representative_path, debug), True
+
+
+def _finish(converter: Any, tf: Any, representative_path: str | None,
+            debug: dict[str, Any] | None) -> Any:
+    if debug is None:
+        return bytes(converter.convert())
+    return debug_int8(converter, tf, representative_path or "", debug.get("keep_float"))
 
 
 def _convert_forward(model: Any, batch: int | None, mode: str,
-                     representative_path: str | None) -> bytes:
+                     representative_path: str | None, debug: dict[str, Any] | None = None,
+                     ) -> Any:
     """The flatbuffer of ``model``'s forward pass at ``batch`` (None: the model's own)."""
     tf = _keras.tf()
     with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
         save_forward(model, folder, batch)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         configure(converter, tf, mode, representative_path)
-        return bytes(converter.convert())
+        return _finish(converter, tf, representative_path, debug)
 
 
-def convert_saved_model(path: str, mode: str, representative_path: str | None = None) -> bytes:
-    """A SavedModel's flatbuffer, in this process."""
+def convert_saved_model(path: str, mode: str, representative_path: str | None = None,
+                        debug: dict[str, Any] | None = None) -> Any:
+    """A SavedModel's flatbuffer (or :func:`debug_int8`'s answer), in this process."""
     tf = _keras.tf()
     with _keras._quiet_native_logs(keep=False):
         converter = tf.lite.TFLiteConverter.from_saved_model(path)
         configure(converter, tf, mode, representative_path)
-        return bytes(converter.convert())
+        return _finish(converter, tf, representative_path, debug)
+
+
+# --------------------------------------------------------------------------- int8, layer by layer
+def owns(tensor_name: str, layer: str) -> bool:
+    """Whether a TFLite tensor (an op's output, ``model/conv2d/Relu;model/conv2d/BiasAdd``)
+    is made by Keras layer ``layer`` (the same test the generated code writes)."""
+    return f"/{layer}/" in f"/{tensor_name}"
+
+
+def _statistics(debugger: Any) -> list[dict[str, Any]]:
+    """The debugger's per-op rows (op, tensor, scale, zero point and error metrics)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    debugger.layer_statistics_dump(out)
+    rows = []
+    for row in csv.DictReader(io.StringIO(out.getvalue())):
+        rows.append({key: (value if key in ("op_name", "tensor_name") else float(value))
+                     for key, value in row.items()})
+    return rows
+
+
+def debug_int8(converter: Any, tf: Any, representative_path: str,
+               keep_float: list[str] | None) -> dict[str, Any]:
+    """Full-integer quantization through TFLite's ``QuantizationDebugger``: the per-op error
+    rows, and the .tflite, with the ops of the ``keep_float`` layers left in float (the
+    debugger's denylist) when given. ``converter`` has the "int8" settings already."""
+    samples = np.load(representative_path)
+
+    def dataset() -> Any:
+        for i in range(len(samples)):
+            yield [samples[i : i + 1].astype(np.float32)]
+
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                         debug_dataset=dataset)
+    debugger.run()
+    rows = _statistics(debugger)
+    denylist: list[str] = []
+    if keep_float:
+        missing = [layer for layer in keep_float
+                   if not any(owns(r["tensor_name"], layer) for r in rows)]
+        if missing:
+            raise ValueError(
+                f"keep_float names {missing!r}, but no quantized op of the .tflite belongs to "
+                "them (the converter folded them into a neighbour, or they make no op of "
+                "their own). Layers with ops: "
+                + ", ".join(sorted({layer for r in rows for layer in _layers_of(r)}))
+                + ". Keep one of those float instead.")
+        denylist = [r["tensor_name"] for r in rows
+                    if any(owns(r["tensor_name"], layer) for layer in keep_float)]
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=denylist)
+        debugger.run()  # the errors of the model as it now is
+        rows = _statistics(debugger)
+    return {"tflite": bytes(debugger.get_nondebug_quantized_model()), "stats": rows,
+            "denylist": denylist}
+
+
+def _layers_of(row: dict[str, Any]) -> list[str]:
+    parts = [p.split("/") for p in row["tensor_name"].split(";")]
+    return [p[-2] for p in parts if len(p) >= 2][:1]
+
+
+def keep_float_code(keep_float: list[str]) -> list[str]:
+    """The code of :func:`debug_int8` with a denylist; follows the "int8" settings."""
+    return [
+        "# Keep these layers float: TFLite's quantization debugger denylists their ops.",
+        f"keep_float = {list(keep_float)!r}",
+        "debugger = tf.lite.experimental.QuantizationDebugger(",
+        "    converter=converter, debug_dataset=representative_dataset)",
+        "debugger.run()",
+        "stats = io.StringIO()",
+        "debugger.layer_statistics_dump(stats)",
+        "denylist = [row['tensor_name'] for row in csv.DictReader(io.StringIO(stats.getvalue()))",
+        "            if any(f'/{layer}/' in '/' + row['tensor_name'] for layer in keep_float)]",
+        "debugger.options = tf.lite.experimental.QuantizationDebugOptions(",
+        "    denylisted_nodes=denylist)",
+        "tflite_model = debugger.get_nondebug_quantized_model()",
+    ]

@@ -68,19 +68,25 @@ def portable(model: Any) -> bool:
 
 # --------------------------------------------------------------------------- jobs (worker side)
 def _convert_job(kind: str, path: str, mode: str, representative_path: str | None,
-                 fixed: bool = False) -> dict[str, Any]:
+                 fixed: bool = False, debug: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{"tflite": bytes, "fixed": bool}``, ``{"error": message}`` or ``{"rebuild": ...}``
-    (the JSON did not rebuild: the caller exports a SavedModel instead)."""
+    (the JSON did not rebuild: the caller exports a SavedModel instead). With ``debug``, the
+    int8 conversion goes through the quantization debugger: ``stats`` and ``denylist`` too."""
+    def answer(made: Any) -> dict[str, Any]:
+        return dict(made) if isinstance(made, dict) else {"tflite": made}
+
     try:
         if kind != "keras":
-            return {"tflite": _converter.convert_saved_model(path, mode, representative_path)}
+            return answer(_converter.convert_saved_model(path, mode, representative_path,
+                                                         debug))
         try:
             with _keras._quiet_native_logs():
                 model = read_model(path)
         except Exception as exc:
             return {"rebuild": f"{type(exc).__name__}: {exc}"}
-        blob, was_fixed = _converter.convert_keras(model, mode, representative_path, fixed)
-        return {"tflite": blob, "fixed": was_fixed}
+        made, was_fixed = _converter.convert_keras(model, mode, representative_path, fixed,
+                                                   debug)
+        return {**answer(made), "fixed": was_fixed}
     except Exception as exc:  # the message is what the user needs; the type may not pickle
         return _error(exc)
 
@@ -206,9 +212,10 @@ def submit(request: tuple, on_progress: Callable[[dict], bool] | None = None, *,
 
 
 def convert(kind: str, path: str, mode: str, representative_path: str | None,
-            fixed: bool = False) -> dict[str, Any]:
+            fixed: bool = False, debug: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``convert`` job (retried once in a fresh process if the worker dies)."""
-    return submit(("convert", kind, path, mode, representative_path, fixed), retry=True)
+    return submit(("convert", kind, path, mode, representative_path, fixed, debug),
+                  retry=True)
 
 
 def _trained(rebuild: Callable[[Any], Any], model: Any, weights: list[np.ndarray]) -> Any:

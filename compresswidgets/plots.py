@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow
+    from compresswidgets.sensitivity import Sensitivity
 
 __all__ = [
     "mpl_text",
@@ -31,6 +32,7 @@ __all__ = [
     "plot_latency",
     "plot_layer_overview",
     "plot_memory",
+    "plot_sensitivity",
     "plot_sizes",
     "plot_tradeoff",
 ]
@@ -249,3 +251,62 @@ def plot_tradeoff(report: BenchmarkReport, ax: Axes, *, cost: str = "gzipped_byt
     ax.set_title(mpl_text(name[:1].upper() + name[1:], 30) + " against "
                  + labels.get(cost, cost).split(" (")[0], fontsize=10)
     return ax
+
+
+def sensitivity_matrix(s: Sensitivity) -> tuple[list[str], list[tuple[str, Any]], np.ndarray]:
+    """``(layers, columns, drops)``: a layers x (technique, level) array, NaN where a layer
+    was not measured (a technique that cannot act on it, a stopped run)."""
+    layers = list(dict.fromkeys(r["layer"] for r in s.measured))
+    columns = [(t, level) for t, levels in s.levels.items() for level in levels]
+    drops = np.full((len(layers), len(columns)), np.nan)
+    where = {c: j for j, c in enumerate(columns)}
+    for r in s.measured:
+        drops[layers.index(r["layer"]), where[(r["technique"], r["level"])]] = r["drop"]
+    return layers, columns, drops
+
+
+def _level_label(technique: str, level: Any) -> str:
+    if technique == "prune":
+        return f"prune\n{level:.0%}"
+    if technique == "cluster":
+        return f"cluster\n{level}"
+    return "int8\nweights"
+
+
+def plot_sensitivity(s: Sensitivity, ax: Axes) -> Axes:
+    """The heatmap of a :class:`~compresswidgets.sensitivity.Sensitivity`: one row per layer,
+    one column per (technique, level), colour = metric drop (darker is worse; grey: not
+    measured), each cell labelled with its drop."""
+    layers, columns, drops = sensitivity_matrix(s)
+    if not layers:
+        return _empty(ax, "Nothing measured yet")
+    shown = np.where(np.isnan(drops), np.nan, np.maximum(drops, 0.0))
+    top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 0.0
+    cmap = _reds()
+    image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=max(top, 1e-9), aspect="auto")
+    for i in range(len(layers)):
+        for j in range(len(columns)):
+            value = drops[i, j]
+            if np.isnan(value):
+                continue
+            # the cell says what happened to the metric: -1.8% is a drop
+            delta = 0.0 if abs(value) < 1e-12 else -value
+            text = (f"{delta:+.1%}" if s.metric.fraction else f"{delta:+.3g}").replace(
+                "+0.0%", "0.0%")
+            dark = top > 0 and value > 0.6 * top
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(len(columns)), [_level_label(t, lv) for t, lv in columns], fontsize=8)
+    ax.set_yticks(range(len(layers)), [mpl_text(n, 28) for n in layers], fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label=f"{mpl_text(s.metric.name, 20)} drop")
+    title = f"One layer at a time: {mpl_text(s.metric.name, 20)} drop on {s.samples} samples"
+    ax.set_title(title + ("" if s.complete else " (stopped: incomplete)"), fontsize=9)
+    return ax
+
+
+def _reds() -> Any:
+    from matplotlib import colormaps
+
+    cmap = colormaps["Reds"].copy()
+    cmap.set_bad("#dddddd")
+    return cmap

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import os
@@ -33,9 +34,9 @@ from compresswidgets._converter import (
 from compresswidgets._data import Metric, default_metric, single_io
 from compresswidgets.inspection import snr_db
 
-__all__ = ["CALIBRATED", "MODES", "ConversionError", "convert", "converter_code",
-           "dequantized_kernels", "evaluate", "fixed_batch", "quantization_error", "sizes",
-           "summarise"]
+__all__ = ["CALIBRATED", "IDEAL_RMSE_SCALE", "MODES", "ConversionError", "Int8Report",
+           "LayerError", "convert", "converter_code", "dequantized_kernels", "evaluate",
+           "fixed_batch", "int8_debugged", "quantization_error", "sizes", "summarise"]
 
 
 def shutdown() -> None:
@@ -55,6 +56,12 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
     Raises:
         ConversionError: one readable sentence; ``.details`` has the converter's output.
     """
+    return _converted(model, mode, representative)["tflite"]
+
+
+def _converted(model: Any, mode: str, representative: np.ndarray | None,
+               debug: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The worker's answer for :func:`convert` (and :func:`int8_debugged`)."""
     if mode not in MODES:
         raise ValueError(f"Unknown conversion mode {mode!r}. Expected one of {', '.join(MODES)}.")
     if mode in CALIBRATED and (representative is None or len(representative) == 0):
@@ -74,22 +81,85 @@ def convert(model: Any, mode: str = "float32", representative: np.ndarray | None
         if _jobs.portable(model):  # rebuilt and converted in the worker: nothing traced here
             _jobs.write_model(model, folder)
             key = _architecture(folder)
-            result = _run(("keras", folder, mode, rep_path, key in _NEEDS_FIXED_BATCH))
+            result = _run(("keras", folder, mode, rep_path, key in _NEEDS_FIXED_BATCH, debug))
             if result.get("fixed"):  # variants of this architecture go straight to batch 1
                 _NEEDS_FIXED_BATCH.add(key)
         if result is None or "rebuild" in result:
             saved = os.path.join(folder, "saved_model")
             _export(model, saved)
-            result = _run(("saved_model", saved, mode, rep_path))
+            result = _run(("saved_model", saved, mode, rep_path, False, debug))
             if "error" in result and _converter.retry_fixed(model, result["error"]):
                 shutil.rmtree(saved, ignore_errors=True)
                 _export(model, saved, batch=1)
-                result = _run(("saved_model", saved, mode, rep_path))
+                result = _run(("saved_model", saved, mode, rep_path, False, debug))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if "error" in result:
+        if result.get("type") == "ValueError" and debug is not None:
+            raise ValueError(result["error"])  # a keep_float the model cannot honour
         raise summarise(mode, result["error"])
-    return result["tflite"]
+    return result
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """The activation error of one op of a full-integer model, against the float op fed the
+    same (dequantized) input, as TFLite's ``QuantizationDebugger`` measures it.
+
+    ``rmse_scale`` is the root-mean-square error in quantization steps: about 0.29
+    (:data:`IDEAL_RMSE_SCALE`) is rounding alone; well above means the range does not fit.
+    """
+
+    layer: str | None
+    tensor: str
+    op: str
+    scale: float
+    zero_point: int
+    rmse_scale: float
+    max_abs_error: float
+    mean_error: float
+    mean_squared_error: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: rmse/scale of a tensor whose range fits int8: rounding alone gives 1/sqrt(12).
+IDEAL_RMSE_SCALE = 1 / math.sqrt(12)
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    """What :func:`int8_debugged` gives: the .tflite, its per-op errors, the denylist."""
+
+    tflite: bytes
+    errors: tuple[LayerError, ...]
+    denylist: tuple[str, ...]
+
+
+def int8_debugged(model: Any, representative: np.ndarray,
+                  keep_float: list[str] | None = None) -> Int8Report:
+    """Full-integer ("int8") conversion through TFLite's ``QuantizationDebugger``: the
+    .tflite and the per-op activation errors; with ``keep_float``, the ops of those layers
+    stay float (the debugger's denylist; the errors are then of that model).
+
+    Raises:
+        ValueError: a ``keep_float`` layer has no op of its own in the .tflite.
+        ConversionError: as :func:`convert`.
+    """
+    result = _converted(model, "int8", representative, {"keep_float": keep_float})
+    layers = [layer.name for layer in getattr(model, "layers", [])]
+    errors = []
+    for row in result["stats"]:
+        name = row["tensor_name"]
+        owner = next((n for n in layers if _converter.owns(name, n)), None)
+        scale = float(row["scale"]) or 1.0
+        errors.append(LayerError(
+            owner, name, row["op_name"], float(row["scale"]), int(row["zero_point"]),
+            math.sqrt(max(0.0, float(row["mean_squared_error"]))) / scale,
+            float(row["max_abs_error"]), float(row["mean_error"]),
+            float(row["mean_squared_error"])))
+    return Int8Report(result["tflite"], tuple(errors), tuple(result["denylist"]))
 
 
 #: Layers whose loop the converter's calibration crashes on (SIGSEGV, TF 2.21): GRU and

@@ -382,6 +382,31 @@ class Variant:
             return [e.as_dict() for e in tfl.quantization_error(model, self.tflite)]
         return [tfl.WeightError(**e) for e in self._cached("quantization_error", compute)]
 
+    @property
+    def layer_errors(self) -> list[tfl.LayerError]:
+        """Full-integer variants (``"int8"``, ``"int8-only"``): each op's activation error
+        against the float op fed the same input (TFLite's ``QuantizationDebugger``): the
+        layer, ``rmse_scale`` (about 0.29 is rounding alone; well above, the range does not
+        fit int8), ``max_abs_error``, ``mean_error``. Measured on first use (one debugger
+        run in the worker) and kept; [] for other variants."""
+        if self._mode not in ("int8", "int8-only"):
+            return []
+
+        def compute() -> list[dict[str, Any]]:
+            from compresswidgets.techniques.quantization import representative
+
+            ctx = self._need_context("layer_errors")
+            if self._parent is None:
+                raise ValueError(f"layer_errors of {self._name!r} need its parent's model.")
+            report = tfl.int8_debugged(
+                self._parent.export_model,
+                representative(ctx.data, int(self._recipe.get("representative_samples", 100))),
+                list(self._recipe.get("keep_float") or ()) or None)
+            user = ctx.bridge.user_name if ctx.bridge is not None else str
+            return [dict(e.as_dict(), layer=user(e.layer) if e.layer else None)
+                    for e in report.errors]
+        return [tfl.LayerError(**e) for e in self._cached("layer_errors", compute)]
+
     def kernel(self, layer: str) -> np.ndarray:
         """The kernel of ``layer`` as this variant holds it: the Keras weights, or for a
         quantized variant the TFLite weights dequantized to float32 in Keras' layout."""

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,6 +61,7 @@ from compresswidgets.variant import Context, Variant
 
 if TYPE_CHECKING:
     from compresswidgets.benchmarking import BenchmarkReport
+    from compresswidgets.sensitivity import Sensitivity
 
 __all__ = ["Comparison", "VariantsChange", "Workbench"]
 
@@ -190,6 +191,7 @@ class Workbench:
         self._observers: list[Callable[[], Callable[[VariantsChange], Any] | None]] = []
         self._lock = threading.Lock()
         self._scratch: str | None = None
+        self._sensitivity_cache: dict[tuple, tuple[float, int]] = {}
 
     # ------------------------------------------------------------------ variants
     @property
@@ -326,6 +328,13 @@ class Workbench:
             return bridged.safe_name(layers)
         return [bridged.safe_name(n) if isinstance(n, str) else n for n in layers]
 
+    def _user_keys(self, value: Any) -> Any:
+        """Per-layer targets keyed as the user wrote the names -> keyed by the twin's."""
+        if not isinstance(value, Mapping):
+            return value
+        renamed = self._user_layers([k for k in value])
+        return dict(zip(renamed, value.values(), strict=True))
+
     def _made(self, label: str, params: Any, base: Variant, done: _jobs.TechniqueResult,
               code_step: str, mode: str = "float32") -> Variant:
         """The Variant of a technique's result: everything it holds is given here."""
@@ -381,14 +390,18 @@ class Workbench:
 
     # ------------------------------------------------------------------ techniques
     @_releasing
-    def prune(self, target_sparsity: float = 0.5, *, schedule: str = "polynomial",
+    def prune(self, target_sparsity: float | Mapping[str, float] = 0.5, *,
+              schedule: str = "polynomial",
               structure: str | None = None, layers: LayerSelection = None, epochs: int = 2,
               learning_rate: float | None = None, base: Variant | str | None = None,
               progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
         """Magnitude pruning (tfmot ``prune_low_magnitude``), fine-tuned for ``epochs``.
 
         Args:
-            target_sparsity: fraction of each selected kernel set to zero, in [0, 1).
+            target_sparsity: fraction of each selected kernel set to zero, in [0, 1); or a
+                target per layer, ``{"conv2d_1": 0.9, "dense": 0.6}`` (those layers only,
+                each with its own schedule; ``layers`` is then not given), as
+                :meth:`Sensitivity.suggest` makes.
             schedule: ``"polynomial"`` (sparsity ramps up) or ``"constant"``.
             structure: ``None`` or ``"2:4"`` (two zeros in every four weights; 50 %).
             layers: names, a predicate, or None: every layer tfmot can prune that has at least
@@ -412,6 +425,7 @@ class Workbench:
         base_variant = self._base(base, "Pruning")
         model = self._tfmot_model(base_variant, "Pruning")
         layers = self._user_layers(layers)
+        target_sparsity = self._user_keys(target_sparsity)
         params = pruning.validate(model, self.data, target_sparsity=target_sparsity,
                                   schedule=schedule, structure=structure, layers=layers,
                                   epochs=epochs, batch_size=self.batch_size)
@@ -420,19 +434,22 @@ class Workbench:
         done = self._apply("prune", model, params, settings, progress)
         for note in done.notes:
             _warn(note)
-        step = f"prune {params.target_sparsity:.0%}" + (" 2:4" if structure else "")
+        step = (f"prune {params.target_sparsity:.0%}" + (" per layer" if params.per_layer else "")
+                + (" 2:4" if structure else ""))
         return self._add(self._made(self._label(base_variant, step, name), params,
                                     base_variant, done, pruning.code(params, settings)))
 
     @_releasing
-    def cluster(self, clusters: int = 16, *, init: str = "kmeans++",
+    def cluster(self, clusters: int | Mapping[str, int] = 16, *, init: str = "kmeans++",
                 preserve_sparsity: bool = False, layers: LayerSelection = None, epochs: int = 1,
                 learning_rate: float | None = None, base: Variant | str | None = None,
                 progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
         """Weight clustering (tfmot ``cluster_weights``), fine-tuned for ``epochs``.
 
         Args:
-            clusters: distinct values per kernel, at least 2.
+            clusters: distinct values per kernel, at least 2; or per layer,
+                ``{"dense": 8, "conv2d_1": 16}`` (those layers only; ``layers`` is then not
+                given), as :meth:`Sensitivity.suggest` makes.
             init: ``"kmeans++"``, ``"linear"``, ``"random"`` or ``"density-based"``.
             preserve_sparsity: keep zeros zero (use on a pruned base).
             layers: names, a predicate, or None: as for :meth:`prune`, the clusterable layers
@@ -448,18 +465,21 @@ class Workbench:
         base_variant = self._base(base, "Clustering")
         model = self._tfmot_model(base_variant, "Clustering")
         layers = self._user_layers(layers)
+        clusters = self._user_keys(clusters)
         params = clustering.validate(model, self.data, clusters=clusters, init=init,
                                      preserve_sparsity=preserve_sparsity, layers=layers,
                                      epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     clustering.DEFAULT_LEARNING_RATE)
         done = self._apply("cluster", model, params, settings, progress)
-        step = f"cluster {params.clusters}"
+        step = (f"cluster {min(k for _, k in params.per_layer)}-{params.clusters} per layer"
+                if params.per_layer else f"cluster {params.clusters}")
         return self._add(self._made(self._label(base_variant, step, name), params,
                                     base_variant, done, clustering.code(params, settings)))
 
     @_releasing
     def quantize(self, mode: str = "dynamic", *, representative_samples: int = 100,
+                 keep_float: list[str] | None = None,
                  epochs: int = 1, layers: LayerSelection = None,
                  learning_rate: float | None = None, base: Variant | str | None = None,
                  progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
@@ -478,6 +498,9 @@ class Workbench:
             mode: one of ``cw.tflite.MODES`` but float32 (see above).
             representative_samples: training samples that calibrate activation ranges
                 (``"int8"``, ``"int8-only"``, ``"int16x8"``); drawn with a fixed seed.
+            keep_float: ``"int8"`` only: layers whose ops stay float (TFLite's quantization
+                debugger denylists them), e.g. the ones :meth:`sensitivity` finds fragile;
+                the rest is int8. Verified in the .tflite (:attr:`Variant.layers`).
             epochs: QAT fine-tuning epochs (``"qat"`` only).
             layers: QAT only: names, a predicate, or None (see above).
             learning_rate: QAT only: of the fine-tuning; None keeps the model's own (or 1e-4).
@@ -498,11 +521,14 @@ class Workbench:
         if mode == "qat":
             model = self._tfmot_model(base_variant, "Quantization-aware training")
             layers = self._user_layers(layers)
-        params = quantization.validate(model, self.data, mode=mode,
-                                       representative_samples=representative_samples,
-                                       epochs=epochs, layers=layers, batch_size=self.batch_size,
-                                       lineage=self._lineage(base_variant))
-        label = self._label(base_variant, mode, name)
+        exported = base_variant.export_model
+        twin = exported is base_variant.keras_model  # then its names are the twin's
+        params = quantization.validate(
+            exported if mode != "qat" else model, self.data, mode=mode,
+            representative_samples=representative_samples, epochs=epochs, layers=layers,
+            batch_size=self.batch_size, lineage=self._lineage(base_variant),
+            keep_float=self._user_layers(keep_float) if twin and keep_float else keep_float)
+        label = self._label(base_variant, mode + (" keep float" if keep_float else ""), name)
         if mode == "qat":
             settings = compile_settings(self._reference, self.data, learning_rate,
                                         quantization.DEFAULT_LEARNING_RATE)
@@ -519,12 +545,119 @@ class Workbench:
                 _warn(variant.notes[-1])
             return self._add(variant)
         samples = quantization.representative(self.data, params.representative_samples)
-        # a ConversionError leaves nothing added
-        blob = tfl.convert(base_variant.export_model, mode, representative=samples)
+        metrics = None
+        # a ConversionError (or a keep_float the model cannot honour) leaves nothing added
+        if params.keep_float:
+            report = tfl.int8_debugged(exported, samples, list(params.keep_float))
+            blob, metrics = report.tflite, {"layer_errors": [
+                self._user_error(e).as_dict() for e in report.errors]}
+        else:
+            blob = tfl.convert(exported, mode, representative=samples)
         return self._add(Variant(
             label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
-            context=self._context,
+            context=self._context, metrics=metrics,
             code_step=quantization.code(params, None, tfl.fixed_batch(blob))))
+
+    def _user_error(self, error: tfl.LayerError) -> tfl.LayerError:
+        """A layer error with its layer named as the user wrote it."""
+        return dataclasses.replace(error, layer=self.user_name(error.layer)
+                                   if error.layer else None)
+
+    # ------------------------------------------------------------------ sensitivity
+    @_releasing
+    def sensitivity(self, techniques: Any = ("prune", "cluster", "int8"), levels: Any = None, *,
+                    samples: int | None = 500, layers: LayerSelection = None,
+                    base: Variant | str | None = None,
+                    progress: ProgressCallback | None = None) -> Sensitivity:
+        """Which layers can take it: each layer alone pruned, clustered or int8-rounded,
+        one-shot, and the model evaluated with the Workbench's metric.
+
+        Args:
+            techniques: some of ``"prune"``, ``"cluster"``, ``"int8"``.
+            levels: per technique, e.g. ``{"prune": (0.5, 0.8, 0.9), "cluster": (32, 16, 8)}``
+                (these are the defaults; int8 has one level).
+            samples: test samples per evaluation (a fixed draw, the same for every one);
+                None: the whole test split.
+            layers: names or a predicate to measure only some layers; None: every layer
+                each technique can act on, small ones included.
+            base: the variant to measure (or its name); None is the original.
+            progress: called after each evaluation with a :class:`Progress`; its ``stop()``
+                ends the run, which then returns the rows so far (``complete`` False).
+
+        Returns:
+            A :class:`Sensitivity` (rows, ``plot``, ``suggest``). Nothing is added to the
+            Workbench; results are cached per (base, technique, level, layer, samples), so a
+            second run with more levels measures only what is new.
+        """
+        from compresswidgets import sensitivity as sens
+
+        base_variant = self._base(base, "Sensitivity")
+        chosen, _, _ = sens.check_request(techniques, levels, samples, len(self.data.x_test))
+        model = (self._tfmot_model(base_variant, "Sensitivity")
+                 if {"prune", "cluster"} & set(chosen) else base_variant.keras_model)
+        if model is None:
+            raise ValueError(f"Sensitivity needs a Keras model, and {base_variant.name!r} is "
+                             "only a .tflite. Measure its parent (base=...).")
+        layers = self._user_layers(layers)
+
+        def int8_errors(x: np.ndarray, y: np.ndarray,
+                        ) -> tuple[tuple[Any, ...], float | None, str]:
+            try:
+                report = tfl.int8_debugged(base_variant.export_model,
+                                           quantization.representative(self.data, 100))
+            except tfl.ConversionError as exc:  # the weight rows stand on their own
+                return (), None, f"No activation errors: {exc}"
+            return (tuple(self._user_error(e) for e in report.errors),
+                    tfl.evaluate(report.tflite, x, y, self.metric), "")
+
+        return sens.run(model, self.data.x_test, self.data.y_test, self.metric,
+                        base=base_variant.name, techniques=techniques, levels=levels,
+                        samples=samples, layers=layers, cache=self._sensitivity_cache,
+                        progress=progress, user_name=self.user_name,
+                        base_gzipped_bytes=base_variant.gzipped_bytes,
+                        int8_errors=int8_errors)
+
+    def apply_suggestion(self, suggestion: Mapping[str, Any], *, epochs: int = 2,
+                         base: Variant | str | None = None,
+                         progress: ProgressCallback | None = None) -> Variant:
+        """Make the variants of a :meth:`Sensitivity.suggest` recipe, fine-tuned: prune (per
+        layer), then cluster (per layer, keeping the zeros), then ``"int8"`` with its
+        ``keep_float`` layers in float, each step on the one before.
+
+        Args:
+            suggestion: what :meth:`Sensitivity.suggest` returned (or a dict of the same
+                shape: ``{"prune": {...}, "cluster": {...}, "keep_float": [...]}``).
+            epochs: fine-tuning epochs of the prune and cluster steps.
+            base: where to start (default: the original).
+            progress: as for :meth:`prune`.
+
+        Returns:
+            The last variant made (its parents are the earlier steps).
+        """
+        if not isinstance(suggestion, Mapping):
+            raise TypeError(f"apply_suggestion() takes what Sensitivity.suggest() returns, but "
+                            f"got {describe(suggestion)}. E.g. "
+                            "`wb.apply_suggestion(wb.sensitivity().suggest(max_drop=0.01))`.")
+        unknown = [k for k in suggestion if k not in ("prune", "cluster", "keep_float")]
+        if unknown:
+            raise ValueError(f"A suggestion has the keys 'prune', 'cluster' and 'keep_float', "
+                             f"but this one has {unknown!r}. Use Sensitivity.suggest().")
+        steps = [k for k in ("prune", "cluster") if suggestion.get(k)]
+        if not steps and "keep_float" not in suggestion:
+            raise ValueError("This suggestion changes nothing (no layer stayed within its "
+                             "max_drop). Ask for a larger max_drop, e.g. suggest(max_drop=0.02).")
+        current = self._base(base, "The suggestion")
+        if "prune" in steps:
+            current = self.prune(dict(suggestion["prune"]), epochs=epochs, base=current,
+                                 progress=progress)
+        if "cluster" in steps:
+            current = self.cluster(dict(suggestion["cluster"]), epochs=min(epochs, 1),
+                                   preserve_sparsity="prune" in steps, base=current,
+                                   progress=progress)
+        if "keep_float" in suggestion:
+            current = self.quantize("int8", keep_float=list(suggestion["keep_float"]) or None,
+                                    base=current)
+        return current
 
     # ------------------------------------------------------------------ measuring
     def benchmark(self, variants: list[Variant] | None = None,

@@ -301,3 +301,22 @@ def kernel_of(layer: Any) -> Any:
     if cell is not None and not isinstance(cell, list | tuple):
         return getattr(cell, "kernel", None)
     return None
+
+
+def check_per_layer(values: Any, layers: LayerSelection, argument: str, example: str,
+                    what: str) -> None:
+    """A per-layer dict (``{"dense": 0.8}``) keyed by layer names, given without
+    ``layers``; else a three-part error. ``what``: "targets" or "clusters"."""
+    if layers is not None:
+        raise ValueError(
+            f"Per-layer {what} {dict(values)!r} name their layers, so layers={layers!r} "
+            f"cannot be given as well. Pass one of them: {argument}={{'dense': {example}}} or "
+            f"{argument}={example}, layers=['dense'].")
+    if not values:
+        raise ValueError(f"{argument}={{}} names no layer. Pass per-layer {what} such as "
+                         f"{{'dense': {example}}}, or one number for every layer.")
+    bad = [key for key in values if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"Per-layer {what} are keyed by layer name, but got {bad[0]!r} "
+                        f"({type(bad[0]).__name__}). Use names from model.summary(), e.g. "
+                        f"{{'dense': {example}}}.")

@@ -8,6 +8,7 @@ preserved: tfmot turns the centroid nearest zero into zero): this is measured, n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from compresswidgets.techniques._common import (
     LayerSelection,
     check_choice,
     check_number,
+    check_per_layer,
     kernel_of,
     select_layers,
 )
@@ -32,6 +34,7 @@ DEFAULT_LEARNING_RATE = 1e-4
 
 @dataclass(frozen=True)
 class ClusteringParams:
+    #: the uniform number of clusters, or (per-layer) the largest of ``per_layer``
     clusters: int
     init: str
     preserve_sparsity: bool
@@ -40,10 +43,19 @@ class ClusteringParams:
     batch_size: int
     #: what was left out of the default selection, and why (not part of the recipe)
     notes: tuple[str, ...] = ()
+    #: per-layer clusters ``((layer, clusters), ...)`` when a dict was given; () when uniform
+    per_layer: tuple[tuple[str, int], ...] = ()
+
+    def clusters_of(self, layer: str) -> int:
+        """The number of clusters of ``layer`` (the uniform one, or its own)."""
+        return dict(self.per_layer).get(layer, self.clusters)
 
     def as_dict(self) -> dict[str, Any]:
         recipe = {"technique": "cluster", **self.__dict__, "layers": list(self.layers)}
         recipe.pop("notes")
+        recipe.pop("per_layer")
+        if self.per_layer:  # the recipe says what was asked: clusters per layer
+            recipe["clusters"] = dict(self.per_layer)
         return recipe
 
 
@@ -69,11 +81,14 @@ def supports(layer: Any) -> bool:
 def validate(model: Any, data: Data, *, clusters: Any, init: Any, preserve_sparsity: Any,
              layers: LayerSelection, epochs: Any, batch_size: int) -> ClusteringParams:
     _keras.tfmot()
-    check_number("clusters", clusters, 2, 65536, integer=True,
-                 hint="Pass the number of distinct values per kernel, e.g. clusters=16.")
     check_choice("init", init, INITS)
     check_number("epochs", epochs, 0, 1000, integer=True,
                  hint="Use epochs=0 to cluster without fine-tuning.")
+    if isinstance(clusters, Mapping):
+        return _per_layer(model, clusters, init, preserve_sparsity, layers, epochs, batch_size)
+    check_number("clusters", clusters, 2, 65536, integer=True,
+                 hint="Pass the number of distinct values per kernel, e.g. clusters=16, or a "
+                 "dict of per-layer clusters, e.g. {'dense': 8}.")
     selection = select_layers(model, layers, supports, "Clustering", "clusterable")
     names, notes = list(selection.names), list(selection.notes)
     too_small = {name: _size(model.get_layer(name)) for name in names
@@ -96,6 +111,24 @@ def validate(model: Any, data: Data, *, clusters: Any, init: Any, preserve_spars
                             int(epochs), int(batch_size), tuple(notes))
 
 
+def _per_layer(model: Any, clusters: Mapping[Any, Any], init: str, preserve_sparsity: Any,
+               layers: LayerSelection, epochs: int, batch_size: int) -> ClusteringParams:
+    """Clusters per layer: names of clusterable layers, each at least 2 and at most the
+    layer's kernel size."""
+    check_per_layer(clusters, layers, "clusters", "8", "clusters")
+    selection = select_layers(model, list(clusters), supports, "Clustering", "clusterable")
+    per_layer = {}
+    for name, value in clusters.items():
+        size = _size(model.get_layer(name))
+        per_layer[name] = check_number(
+            f"clusters[{name!r}]", value, 2, max(2, size), integer=True,
+            hint=f"Layer {name!r} has {size:,} kernel weights; pass between 2 and that many "
+                 "distinct values.")
+    return ClusteringParams(max(per_layer.values()), init, bool(preserve_sparsity),
+                            tuple(per_layer), int(epochs), int(batch_size), selection.notes,
+                            tuple(per_layer.items()))
+
+
 def _size(layer: Any) -> int:
     kernel = kernel_of(layer)
     return int(np.prod(kernel.shape)) if kernel is not None else 0
@@ -112,7 +145,7 @@ def apply(model: Any, data: Data, p: ClusteringParams, settings: CompileSettings
 
     def wrap(layer: Any) -> Any:
         if layer.name in chosen:
-            return cluster_weights(layer, number_of_clusters=p.clusters,
+            return cluster_weights(layer, number_of_clusters=p.clusters_of(layer.name),
                                    cluster_centroids_init=init, **extra)
         return layer
 
@@ -134,11 +167,13 @@ def distinct_values(model: Any, layers: tuple[str, ...]) -> dict[str, int]:
 
 
 def check(model: Any, p: ClusteringParams) -> list[str]:
-    limit = p.clusters + (1 if p.preserve_sparsity else 0)
-    bad = {n: d for n, d in distinct_values(model, p.layers).items() if d > limit}
+    keep = 1 if p.preserve_sparsity else 0
+    bad = {n: d for n, d in distinct_values(model, p.layers).items()
+           if d > p.clusters_of(n) + keep}
     if bad:  # tfmot broke its promise: refuse to hand out a wrong variant
         raise RuntimeError(
-            f"Clustering left more than {limit} distinct values in {bad}; this is a tfmot bug. "
+            f"Clustering left more distinct values than asked in {bad} (asked: "
+            f"{ {n: p.clusters_of(n) + keep for n in bad} }); this is a tfmot bug. "
             "Try init='linear' or fewer epochs, and report the model.")
     return []
 
@@ -146,19 +181,26 @@ def check(model: Any, p: ClusteringParams) -> list[str]:
 def code(p: ClusteringParams, settings: CompileSettings) -> str:
     """Plain tfmot code for this step; expects ``model``, ``x_train``, ``y_train``."""
     extra = ", preserve_sparsity=True" if p.preserve_sparsity else ""
+    how = f"({p.init} init" + (", zeros kept" if p.preserve_sparsity else "") + ")"
+    if p.per_layer:
+        head = ["# Cluster each layer into its own number of shared values " + how + ": "
+                + ", ".join(f"{n} {k}" for n, k in p.per_layer) + "."]
+        table, count = f"cluster_layers = {dict(p.per_layer)!r}", "cluster_layers[layer.name]"
+    else:
+        head = [f"# Cluster {', '.join(p.layers)} into {p.clusters} shared values {how}."]
+        table, count = f"cluster_layers = {list(p.layers)!r}", str(p.clusters)
     lines = [
-        f"# Cluster {', '.join(p.layers)} into {p.clusters} shared values ({p.init} init"
-        + (", zeros kept" if p.preserve_sparsity else "") + ").",
+        *head,
         "# cluster_weights mutates what it wraps: give it a private copy.",
         "base = keras.models.clone_model(model)",
         "base.set_weights(model.get_weights())",
         "cluster_weights = tfmot.clustering.keras.cluster_weights",
-        f"cluster_layers = {list(p.layers)!r}",
+        table,
         "",
         "def apply_clustering(layer):",
         "    if layer.name in cluster_layers:",
         "        return cluster_weights(",
-        f"            layer, number_of_clusters={p.clusters},",
+        f"            layer, number_of_clusters={count},",
         "            cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization."
         f"{INITS[p.init][0]}{extra})",
         "    return layer",

@@ -49,11 +49,16 @@ class QuantizationParams:
     scheme: str
     #: what was left float, and why (not part of the recipe)
     notes: tuple[str, ...] = ()
+    #: "int8" only: layers whose ops stay float (the quantization debugger's denylist)
+    keep_float: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         d = {"technique": "quantize", **self.__dict__}
         d["layers"] = None if self.layers is None else list(self.layers)
         d.pop("notes")
+        d.pop("keep_float")
+        if self.keep_float:
+            d["keep_float"] = list(self.keep_float)
         return d
 
 
@@ -109,8 +114,10 @@ def qat_rejected(model: Any) -> list[str]:
 
 
 def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, epochs: Any,
-             layers: LayerSelection, batch_size: int, lineage: list[str]) -> QuantizationParams:
+             layers: LayerSelection, batch_size: int, lineage: list[str],
+             keep_float: Any = None) -> QuantizationParams:
     check_choice("quantization mode", mode, MODES)
+    kept = check_keep_float(model, mode, keep_float)
     check_number("representative_samples", representative_samples, 0, 100_000, integer=True)
     if mode in CALIBRATED and min(representative_samples, len(data.x_train)) < 1:
         raise ValueError(
@@ -126,7 +133,29 @@ def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, 
                      hint="Quantization-aware training needs at least one epoch.")
         names, notes = qat_layers(model, layers)
     return QuantizationParams(mode, int(representative_samples), int(epochs), int(batch_size),
-                              names, scheme_for(lineage) if mode == "qat" else "default", notes)
+                              names, scheme_for(lineage) if mode == "qat" else "default", notes,
+                              kept)
+
+
+def check_keep_float(model: Any, mode: str, keep_float: Any) -> tuple[str, ...]:
+    """``keep_float`` as a tuple of layer names of ``model``, for mode "int8" only."""
+    if keep_float is None or (isinstance(keep_float, list | tuple) and not keep_float):
+        return ()
+    if mode != "int8":
+        why = {"int8-only": "integer only means no float op at all",
+               "int16x8": "the converter keeps layers float only in int8 models (its "
+                          "quantization debugger makes int8)",
+               "qat": "QAT chooses its float layers with layers=[...]"}.get(
+            mode, "it has no integer ops to keep float")
+        raise ValueError(
+            f"keep_float={keep_float!r} works with mode='int8' only, but mode={mode!r}: "
+            f"{why}. Use quantize('int8', keep_float=[...]).")
+    names = [keep_float] if isinstance(keep_float, str) else keep_float
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"keep_float must be a list of layer names, e.g. ['conv2d'], but got "
+                        f"{keep_float!r}.")
+    named_layers(model, list(names), "keep_float")
+    return tuple(dict.fromkeys(names))
 
 
 def qat_layers(model: Any, layers: LayerSelection) -> tuple[tuple[str, ...] | None,
@@ -245,5 +274,9 @@ def code(p: QuantizationParams, settings: CompileSettings | None,
             f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0)",
         ]
-    lines += _converter.converter_code(p.mode, p.representative_samples, fixed_batch)
+    convert = _converter.converter_code(p.mode, p.representative_samples, fixed_batch)
+    if p.keep_float:  # the debugger converts, its denylist keeps those layers float
+        convert = ["import csv", "import io", "", *convert[:-1],
+                   *_converter.keep_float_code(list(p.keep_float))]
+    lines += convert
     return "\n".join(lines)
