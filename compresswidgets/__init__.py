@@ -37,6 +37,9 @@ _LAZY = {
     "ClusteringPanel": "compresswidgets.widgets.clustering",
     "QuantizationPanel": "compresswidgets.widgets.quantization",
     "BenchmarkPanel": "compresswidgets.widgets.benchmark",
+    "SensitivityPanel": "compresswidgets.widgets.sensitivity",
+    "Sensitivity": "compresswidgets.sensitivity",
+    "Suggestion": "compresswidgets.sensitivity",
     "Studio": "compresswidgets.widgets.studio",
     "KerasSetupWarning": "compresswidgets._keras",
     "BridgeError": "compresswidgets._bridge",
@@ -68,7 +71,10 @@ __all__ = [
     "Progress",
     "PruningPanel",
     "QuantizationPanel",
+    "Sensitivity",
+    "SensitivityPanel",
     "Studio",
+    "Suggestion",
     "TensorStats",
     "TrainingStopped",
     "Variant",
@@ -92,6 +98,7 @@ if TYPE_CHECKING:
     from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow, benchmark
     from compresswidgets.demo import DemoData, demo_data, demo_model
     from compresswidgets.loading import load_model
+    from compresswidgets.sensitivity import Sensitivity, Suggestion
     from compresswidgets.tflite import ConversionError
     from compresswidgets.variant import Variant
     from compresswidgets.widgets.benchmark import BenchmarkPanel
@@ -99,6 +106,7 @@ if TYPE_CHECKING:
     from compresswidgets.widgets.inspector import WeightInspector
     from compresswidgets.widgets.pruning import PruningPanel
     from compresswidgets.widgets.quantization import QuantizationPanel
+    from compresswidgets.widgets.sensitivity import SensitivityPanel
     from compresswidgets.widgets.studio import Studio
     from compresswidgets.workbench import Comparison, VariantsChange, Workbench
 

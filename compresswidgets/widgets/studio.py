@@ -12,17 +12,19 @@ from compresswidgets.widgets.clustering import ClusteringPanel
 from compresswidgets.widgets.inspector import WeightInspector
 from compresswidgets.widgets.pruning import PruningPanel
 from compresswidgets.widgets.quantization import QuantizationPanel
+from compresswidgets.widgets.sensitivity import SensitivityPanel
 
 if TYPE_CHECKING:
     from compresswidgets.workbench import VariantsChange
 
 __all__ = ["Studio"]
 
-TABS = ("Inspect", "Prune", "Cluster", "Quantize", "Benchmark")
+TABS = ("Inspect", "Sensitivity", "Prune", "Cluster", "Quantize", "Benchmark")
 
 
 class Studio(widgets.VBox):
-    """Inspect, prune, cluster, quantize and benchmark one model, in tabs.
+    """Inspect, find the sensitive layers, prune, cluster, quantize and benchmark one model,
+    in tabs.
 
     All tabs share one :class:`~compresswidgets.Workbench`, so techniques chain: a variant made
     in one tab is offered as the base of the next, and every variant is listed below the
@@ -65,6 +67,7 @@ class Studio(widgets.VBox):
         super().__init__()
         self.add_class("cw-studio")
         self.workbench = workbench
+        self.sensitivity = SensitivityPanel(workbench)
         self.prune = PruningPanel(workbench)
         self.cluster = ClusteringPanel(workbench)
         self.quantize = QuantizationPanel(workbench)
@@ -74,7 +77,8 @@ class Studio(widgets.VBox):
         self._inspect_error = widgets.HTML()
         self.inspector = WeightInspector(workbench.original.keras_model)
         self._inspect = widgets.VBox([self._inspect_pick, self._inspect_error, self.inspector])
-        self.tabs = widgets.Tab(children=[self._inspect, self.prune, self.cluster,
+        self.tabs = widgets.Tab(children=[self._inspect, self.sensitivity, self.prune,
+                                          self.cluster,
                                           self.quantize, self.benchmark], titles=TABS)
         self._variants = widgets.HTML()
         self._variants.add_class("cw-variants")
@@ -90,13 +94,14 @@ class Studio(widgets.VBox):
 
     @property
     def panels(self) -> tuple[Any, ...]:
-        return (self.inspector, self.prune, self.cluster, self.quantize, self.benchmark)
+        return (self.inspector, self.sensitivity, self.prune, self.cluster, self.quantize,
+                self.benchmark)
 
     @property
     def _jobs(self) -> dict[Any, str]:
         """Panels that run jobs, and their tab titles."""
-        return {self.prune: "Prune", self.cluster: "Cluster", self.quantize: "Quantize",
-                self.benchmark: "Benchmark"}
+        return {self.sensitivity: "Sensitivity", self.prune: "Prune", self.cluster: "Cluster",
+                self.quantize: "Quantize", self.benchmark: "Benchmark"}
 
     def _on_job(self, _change: Any = None) -> None:
         """One job at a time: while a tab runs, the others are ``blocked`` (and say why)."""

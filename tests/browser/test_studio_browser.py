@@ -30,7 +30,7 @@ def tab(page, studio, title: str):
     studio.locator(".lm-TabBar-tab", has_text=title).first.click()
     panel = {"Prune": ".cw-pruning-panel", "Cluster": ".cw-clustering-panel",
              "Quantize": ".cw-quantization-panel", "Benchmark": ".cw-benchmark-panel",
-             "Inspect": ".cw-weight-inspector"}[title]
+             "Inspect": ".cw-weight-inspector", "Sensitivity": ".cw-sensitivity-panel"}[title]
     located = studio.locator(panel)
     located.wait_for(state="visible", timeout=30_000)
     return located
@@ -170,6 +170,39 @@ def test_studio_preview_apply_stop_and_benchmark(page, lab):
     assert "prune 80% > dynamic" in bench.inner_text()
     shoot(bench, "benchmark-panel.png")
     shoot(studio, "studio.png")
+
+
+def test_studio_sensitivity_measure_and_apply(page, lab):
+    """Which layers: Measure draws the heatmap and the table, the suggestion follows the
+    budget, Apply suggestion makes the variants and says what it expected and got."""
+    open_notebook(page, lab, "studio_app.ipynb")
+    run_all(page)
+    studio = page.locator(".cw-studio")
+    wait_visible(page, studio, 240_000)
+    wait_idle(page)
+    panel = tab(page, studio, "Sensitivity")
+    panel.locator("button", has_text="Measure").click()
+    heatmap = panel.locator("img.cw-sensitivity-plot")
+    wait_visible(page, heatmap, 240_000)
+    wait_image(page, heatmap)
+    page.wait_for_function("el => /measurements on/.test(el.innerText)",
+                           arg=panel.element_handle(), timeout=240_000)
+    table = panel.locator(".cw-sensitivity-table").inner_text()
+    assert "Most sensitive first" in table and "dense_1" in table
+    assert "rmse/scale" in panel.locator(".cw-layer-errors").inner_text()
+    suggestion = panel.locator(".cw-suggestion")
+    assert "Expected before fine-tuning" in suggestion.inner_text()
+    shoot(panel, "sensitivity-panel.png")
+    epochs = panel.locator(".widget-inline-hbox", has=page.locator("label", has_text="Epochs")) \
+        .locator("input")
+    epochs.fill("1")
+    epochs.press("Enter")
+    panel.locator("button", has_text="Apply suggestion").click()
+    page.wait_for_function("el => /made /.test(el.innerText)", arg=panel.element_handle(),
+                           timeout=240_000)
+    result = panel.locator(".cw-result").inner_text()
+    assert "gzipped: got" in result and "expected" in result, result
+    assert "per layer" in studio.locator(".cw-variants").inner_text()
 
 
 def test_studio_in_notebook_7(page, lab):
