@@ -194,7 +194,6 @@ def _gzipped(arrays: list[np.ndarray]) -> int:
 class Probe:
     """One technique as sensitivity applies it: which layers, their weights, the change."""
 
-    technique: str
     acts_on: Callable[[Any], bool]
     weights: Callable[[Any], list[Any]]
     change: Callable[[np.ndarray, Any], np.ndarray]
@@ -202,11 +201,11 @@ class Probe:
 
 
 PROBES = {
-    "prune": Probe("prune", pruning.supports, prunable_weights, magnitude_pruned,
+    "prune": Probe(pruning.supports, prunable_weights, magnitude_pruned,
                    lambda level: f"prune {level:.0%}"),
-    "cluster": Probe("cluster", clustering.supports, clusterable_weights, clustered,
+    "cluster": Probe(clustering.supports, clusterable_weights, clustered,
                      lambda level: f"cluster {level}"),
-    "int8": Probe("int8", lambda layer: bool(int8_weights(layer)), int8_weights,
+    "int8": Probe(lambda layer: bool(int8_weights(layer)), int8_weights,
                   lambda w, _: int8_rounded(w), lambda _: "int8 weights"),
 }
 
@@ -256,7 +255,7 @@ class Run:
     complete: bool = True
 
 
-def measure(model: Any, evaluate: Evaluator, plan: list[tuple[str, Any, tuple[Any, ...]]],
+def measure(evaluate: Evaluator, plan: list[tuple[str, Any, tuple[Any, ...]]],
             cache: dict[tuple, tuple[float, int]], key: tuple, baseline: float,
             progress: ProgressCallback | None, name: Callable[[str], str]) -> Run:
     """For each ``(technique, layer, levels)`` of ``plan``: change the layer's weights for each
@@ -450,7 +449,8 @@ class Sensitivity:
         if level is None:
             return 0
         rows = self._by(technique).get(layer, [])
-        return _interpolate([(r["level"], r["gzipped_saved"]) for r in rows], level)
+        return _interpolate([(0.0, 0.0)] + [(r["level"], r["gzipped_saved"]) for r in rows],
+                            level)
 
     def _within(self, technique: str, max_drop: float,
                 pick: Callable[..., Any]) -> dict[str, tuple[Any, float, int]]:
@@ -533,7 +533,7 @@ def _interpolate(points: list[tuple[float, float]], x: float) -> float:
     if not pts:
         return 0.0
     if x <= pts[0][0]:
-        return pts[0][1] if pts[0][0] == x or pts[0][0] == 0 else pts[0][1] * x / pts[0][0]
+        return pts[0][1]
     for (x0, y0), (x1, y1) in itertools.pairwise(pts):
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
@@ -576,7 +576,7 @@ def run(model: Any, x_test: np.ndarray, y_test: np.ndarray, metric: MetricSpec, 
                          f"{', '.join(chosen)} with layers={layers!r}: no layer these "
                          "techniques can act on. Layers: "
                          f"{', '.join(layer.name for layer in model.layers)}.")
-    done = measure(copy, evaluate, plan, {} if cache is None else cache, (base, n), baseline,
+    done = measure(evaluate, plan, {} if cache is None else cache, (base, n), baseline,
                    progress, user_name)
     errors, int8_metric, note = ((), None, "")
     if "int8" in chosen and done.complete and int8_errors is not None:

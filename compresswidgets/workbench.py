@@ -527,7 +527,7 @@ class Workbench:
             exported if mode != "qat" else model, self.data, mode=mode,
             representative_samples=representative_samples, epochs=epochs, layers=layers,
             batch_size=self.batch_size, lineage=self._lineage(base_variant),
-            keep_float=self._user_layers(keep_float) if twin and keep_float else keep_float)
+            keep_float=self._user_layers(keep_float) if twin else keep_float)
         label = self._label(base_variant, mode + (" keep float" if keep_float else ""), name)
         if mode == "qat":
             settings = compile_settings(self._reference, self.data, learning_rate,

@@ -177,6 +177,12 @@ def layer_size(layer: Any) -> int:
     return int(sum(math.prod(int(d) for d in w.shape) for w in layer.weights))
 
 
+def kernel_size(layer: Any) -> int:
+    """Weights in the layer's main kernel (:func:`kernel_of`); 0 when it has none."""
+    kernel = kernel_of(layer)
+    return math.prod(int(d) for d in kernel.shape) if kernel is not None else 0
+
+
 def _is_norm(layer: Any) -> bool:
     return "Normalization" in type(layer).__name__
 

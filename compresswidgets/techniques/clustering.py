@@ -23,6 +23,7 @@ from compresswidgets.techniques._common import (
     check_number,
     check_per_layer,
     kernel_of,
+    kernel_size,
     select_layers,
 )
 
@@ -91,8 +92,8 @@ def validate(model: Any, data: Data, *, clusters: Any, init: Any, preserve_spars
                  "dict of per-layer clusters, e.g. {'dense': 8}.")
     selection = select_layers(model, layers, supports, "Clustering", "clusterable")
     names, notes = list(selection.names), list(selection.notes)
-    too_small = {name: _size(model.get_layer(name)) for name in names
-                 if _size(model.get_layer(name)) < clusters}
+    too_small = {name: kernel_size(model.get_layer(name)) for name in names
+                 if kernel_size(model.get_layer(name)) < clusters}
     if too_small and layers is not None:
         name, size = next(iter(too_small.items()))
         raise ValueError(
@@ -119,7 +120,7 @@ def _per_layer(model: Any, clusters: Mapping[Any, Any], init: str, preserve_spar
     selection = select_layers(model, list(clusters), supports, "Clustering", "clusterable")
     per_layer = {}
     for name, value in clusters.items():
-        size = _size(model.get_layer(name))
+        size = kernel_size(model.get_layer(name))
         per_layer[name] = check_number(
             f"clusters[{name!r}]", value, 2, max(2, size), integer=True,
             hint=f"Layer {name!r} has {size:,} kernel weights; pass between 2 and that many "
@@ -127,11 +128,6 @@ def _per_layer(model: Any, clusters: Mapping[Any, Any], init: str, preserve_spar
     return ClusteringParams(max(per_layer.values()), init, bool(preserve_sparsity),
                             tuple(per_layer), int(epochs), int(batch_size), selection.notes,
                             tuple(per_layer.items()))
-
-
-def _size(layer: Any) -> int:
-    kernel = kernel_of(layer)
-    return int(np.prod(kernel.shape)) if kernel is not None else 0
 
 
 def apply(model: Any, data: Data, p: ClusteringParams, settings: CompileSettings,

@@ -23,6 +23,7 @@ from compresswidgets.techniques._common import (
     check_number,
     check_per_layer,
     kernel_of,
+    kernel_size,
     select_layers,
     steps_per_epoch,
 )
@@ -142,16 +143,11 @@ def per_layer_targets(model: Any, targets: Mapping[Any, Any],
 
 def overall_sparsity(model: Any, targets: Mapping[str, float]) -> float:
     """The weights-weighted mean of per-layer targets: the sparsity over the pruned kernels."""
-    sizes = {name: _kernel_size(model.get_layer(name)) for name in targets}
+    sizes = {name: kernel_size(model.get_layer(name)) for name in targets}
     total = sum(sizes.values())
     if not total:
         return float(np.mean(list(targets.values())))
     return float(sum(targets[n] * sizes[n] for n in targets) / total)
-
-
-def _kernel_size(layer: Any) -> int:
-    kernel = kernel_of(layer)
-    return int(np.prod(kernel.shape)) if kernel is not None else 0
 
 
 def _fit_two_four(model: Any, names: list[str], explicit: bool) -> list[str]:

@@ -255,9 +255,8 @@ class SensitivityPanel(JobPanel):
         if self.result is None:
             return
         try:
-            target = self.target_sparsity or None
-            self.suggestion = self.result.suggest(self.max_drop, target_sparsity=target) \
-                if "prune" in self.result.levels else self.result.suggest(self.max_drop)
+            self.suggestion = self.result.suggest(self.max_drop,
+                                                  target_sparsity=self.target_sparsity or None)
         except ValueError as exc:
             self.suggestion = None
             self._suggested.value = error_html(exc)
