@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow
     from compresswidgets.sensitivity import Sensitivity
+    from compresswidgets.tflite import LayerError
 
 __all__ = [
     "mpl_text",
@@ -30,6 +31,7 @@ __all__ = [
     "plot_channel_ranges",
     "plot_histogram",
     "plot_latency",
+    "plot_layer_errors",
     "plot_layer_overview",
     "plot_memory",
     "plot_sensitivity",
@@ -39,6 +41,7 @@ __all__ = [
 
 _BLUE = "#3b75af"
 _ORANGE = "#ef8636"
+_RED = "#c0392b"
 
 
 def mpl_text(text: str, width: int = 60) -> str:
@@ -307,6 +310,45 @@ def plot_sensitivity(s: Sensitivity, ax: Axes) -> Axes:
 def _reds() -> Any:
     from matplotlib import colormaps
 
-    cmap = colormaps["Reds"].copy()
-    cmap.set_bad("#dddddd")
-    return cmap
+    return colormaps["Reds"].with_extremes(bad="#dddddd")
+
+
+def plot_layer_errors(errors: list[LayerError], ax: Axes, *, title: str = "") -> Axes:
+    """The activation error of each op of a full-integer model, in graph order: a bar of
+    rmse/scale per op, red where the op's activations do not fit int8
+    (:attr:`~compresswidgets.tflite.LayerError.misfit`: rmse/scale above the limit, or a
+    typical value rounding to zero), with the ideal (rounding alone) and the limit marked."""
+    from compresswidgets.tflite import IDEAL_RMSE_SCALE, RMSE_SCALE_LIMIT
+
+    if not errors:
+        return _empty(ax, "No int8 op to show")
+    values = [e.rmse_scale for e in errors]
+    colours = [_RED if e.misfit else _BLUE for e in errors]
+    ax.bar(range(len(errors)), values, color=colours)
+    top = max(RMSE_SCALE_LIMIT * 1.25, max(values) * 1.1)
+    for i, e in enumerate(errors):  # a small bar can hide a range that does not fit
+        if e.misfit and e.rmse_scale <= RMSE_SCALE_LIMIT:
+            ax.text(i, e.rmse_scale + 0.02 * top, "values\nround to 0", ha="center",
+                    va="bottom", fontsize=6, color=_RED)
+    ax.axhline(IDEAL_RMSE_SCALE, color="#555555", ls=":", lw=1,
+               label=f"rounding alone ({IDEAL_RMSE_SCALE:.2f})")
+    ax.axhline(RMSE_SCALE_LIMIT, color=_RED, ls="--", lw=1,
+               label=f"limit ({RMSE_SCALE_LIMIT:g})")
+    if any(e.misfit for e in errors):
+        from matplotlib.patches import Patch
+
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Patch(color=_RED, label="does not fit int8"))
+        ax.legend(handles=handles, fontsize=7, loc="upper left")
+    else:
+        ax.legend(fontsize=7, loc="upper left")
+    labels = [mpl_text(e.layer or e.op.lower(), 18) for e in errors]
+    ax.set_xticks(range(len(errors)), labels, rotation=90,
+                  fontsize=7 if len(errors) <= 30 else 5)
+    for tick, e in zip(ax.get_xticklabels(), errors, strict=True):
+        if e.misfit:
+            tick.set_color(_RED)
+    ax.set_ylabel("rmse / scale", fontsize=8)
+    ax.set_ylim(0, top)
+    ax.set_title(mpl_text(title, 70) or "int8 activation error per op", fontsize=9)
+    return ax

@@ -45,8 +45,6 @@ __all__ = ["DEFAULT_LEVELS", "TECHNIQUES", "Sensitivity", "Suggestion"]
 TECHNIQUES = ("prune", "cluster", "int8")
 DEFAULT_LEVELS: dict[str, tuple[Any, ...]] = {"prune": (0.5, 0.8, 0.9), "cluster": (32, 16, 8),
                                               "int8": ("int8",)}
-#: Above this a layer's activations do not fit int8 well (several quantization steps off).
-RMSE_SCALE_LIMIT = 1.0
 #: Test samples drawn with this seed (the same ones for every evaluation of a run).
 SEED = 11
 
@@ -516,14 +514,15 @@ class Sensitivity:
                  * (self.baseline - self.int8_metric))
         if whole is not None and whole > max_drop and self.layer_errors:
             worst: dict[str, float] = {}
-            for e in self.layer_errors:
+            misfits: list[str] = []
+            for e in sorted(self.layer_errors, key=lambda e: -e.rmse_scale):
                 if e.layer is not None:
                     worst[e.layer] = max(worst.get(e.layer, 0.0), e.rmse_scale)
-            bad = [n for n, v in sorted(worst.items(), key=lambda i: -i[1])
-                   if v > RMSE_SCALE_LIMIT]
-            if not bad and worst:
-                bad = [max(worst, key=worst.get)]
-            keep += [n for n in bad if n not in keep]
+                    if e.misfit and e.layer not in misfits:
+                        misfits.append(e.layer)
+            if not misfits and worst:
+                misfits = [max(worst, key=worst.get)]
+            keep += [n for n in misfits if n not in keep]
         return keep
 
 

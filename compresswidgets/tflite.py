@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,10 @@ from compresswidgets._converter import (
 from compresswidgets._data import Metric, default_metric, single_io
 from compresswidgets.inspection import snr_db
 
-__all__ = ["CALIBRATED", "IDEAL_RMSE_SCALE", "MODES", "ConversionError", "Int8Report",
-           "LayerError", "convert", "converter_code", "dequantized_kernels", "evaluate",
-           "fixed_batch", "int8_debugged", "quantization_error", "sizes", "summarise"]
+__all__ = ["CALIBRATED", "IDEAL_RMSE_SCALE", "MODES", "RMSE_SCALE_LIMIT", "TYPICAL_STEPS_LIMIT",
+           "ConversionError", "Int8Report", "LayerError", "convert", "converter_code",
+           "dequantized_kernels", "evaluate", "fixed_batch", "int8_debugged",
+           "quantization_error", "sizes", "summarise"]
 
 
 def shutdown() -> None:
@@ -107,7 +109,12 @@ class LayerError:
     same (dequantized) input, as TFLite's ``QuantizationDebugger`` measures it.
 
     ``rmse_scale`` is the root-mean-square error in quantization steps: about 0.29
-    (:data:`IDEAL_RMSE_SCALE`) is rounding alone; well above means the range does not fit.
+    (:data:`IDEAL_RMSE_SCALE`) is rounding alone; well above means the op's int8 arithmetic
+    loses more than its output's rounding. ``typical_steps`` is how many steps a typical
+    (median nonzero) output value spans: below :data:`TYPICAL_STEPS_LIMIT` (in an op whose
+    range is calibrated, not in :data:`FIXED_RANGE_OPS`), a few huge
+    values stretch the range and int8 rounds the ordinary ones away, although their error
+    is small against the huge step. :attr:`misfit` says which, if either.
     """
 
     layer: str | None
@@ -119,13 +126,37 @@ class LayerError:
     max_abs_error: float
     mean_error: float
     mean_squared_error: float
+    typical_steps: float = math.inf
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def named(self, user_name: Callable[[str], str]) -> LayerError:
+        """The same error with its layer as the user spells it."""
+        return dataclasses.replace(self, layer=user_name(self.layer) if self.layer else None)
+
+    @property
+    def misfit(self) -> str:
+        """Why this op's activations do not fit int8 (empty when they do)."""
+        if self.rmse_scale > RMSE_SCALE_LIMIT:
+            return f"rmse/scale {self.rmse_scale:.2f} (above {RMSE_SCALE_LIMIT:g})"
+        if self.typical_steps < TYPICAL_STEPS_LIMIT and self.op not in FIXED_RANGE_OPS:
+            return (f"a typical value is {self.typical_steps:.2g} steps (below "
+                    f"{TYPICAL_STEPS_LIMIT:g}: it rounds to zero); outliers stretch the range")
+        return ""
+
 
 #: rmse/scale of a tensor whose range fits int8: rounding alone gives 1/sqrt(12).
 IDEAL_RMSE_SCALE = 1 / math.sqrt(12)
+#: Above this an op's int8 output is several quantization steps off.
+RMSE_SCALE_LIMIT = 1.0
+#: Below half a step a typical (median nonzero) output value rounds to zero: most of the
+#: op's information is lost, its range stretched by a few large values.
+TYPICAL_STEPS_LIMIT = 0.5
+#: Ops whose int8 output range is fixed by the op, not calibrated (softmax and logistic on
+#: [0, 1] in steps of 1/256, tanh on [-1, 1]): no outlier can stretch it, and their many
+#: near-zero outputs are meant to round to zero.
+FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH"})
 
 
 @dataclass(frozen=True)
@@ -158,7 +189,7 @@ def int8_debugged(model: Any, representative: np.ndarray,
             owner, name, row["op_name"], float(row["scale"]), int(row["zero_point"]),
             math.sqrt(max(0.0, float(row["mean_squared_error"]))) / scale,
             float(row["max_abs_error"]), float(row["mean_error"]),
-            float(row["mean_squared_error"])))
+            float(row["mean_squared_error"]), float(row.get("typical_steps", math.inf))))
     return Int8Report(result["tflite"], tuple(errors), tuple(result["denylist"]))
 
 

@@ -385,10 +385,13 @@ class Variant:
     @property
     def layer_errors(self) -> list[tfl.LayerError]:
         """Full-integer variants (``"int8"``, ``"int8-only"``): each op's activation error
-        against the float op fed the same input (TFLite's ``QuantizationDebugger``): the
-        layer, ``rmse_scale`` (about 0.29 is rounding alone; well above, the range does not
-        fit int8), ``max_abs_error``, ``mean_error``. Measured on first use (one debugger
-        run in the worker) and kept; [] for other variants."""
+        against the float op fed the same input (TFLite's ``QuantizationDebugger``, see
+        :class:`~compresswidgets.tflite.LayerError`): the layer, ``rmse_scale`` (about 0.29
+        is rounding alone), ``typical_steps``, ``max_abs_error``, ``mean_error`` and
+        ``misfit``. Measured on first use (one debugger run in the worker) and kept; [] for
+        other variants. The debugger makes only "int8" models (float input and output), so
+        for an "int8-only" variant these are the errors of the "int8" model with the same
+        calibration: the same int8 ops, without the input and output conversion."""
         if self._mode not in ("int8", "int8-only"):
             return []
 
@@ -403,8 +406,7 @@ class Variant:
                 representative(ctx.data, int(self._recipe.get("representative_samples", 100))),
                 list(self._recipe.get("keep_float") or ()) or None)
             user = ctx.bridge.user_name if ctx.bridge is not None else str
-            return [dict(e.as_dict(), layer=user(e.layer) if e.layer else None)
-                    for e in report.errors]
+            return [e.named(user).as_dict() for e in report.errors]
         return [tfl.LayerError(**e) for e in self._cached("layer_errors", compute)]
 
     def kernel(self, layer: str) -> np.ndarray:

@@ -550,18 +550,13 @@ class Workbench:
         if params.keep_float:
             report = tfl.int8_debugged(exported, samples, list(params.keep_float))
             blob, metrics = report.tflite, {"layer_errors": [
-                self._user_error(e).as_dict() for e in report.errors]}
+                e.named(self.user_name).as_dict() for e in report.errors]}
         else:
             blob = tfl.convert(exported, mode, representative=samples)
         return self._add(Variant(
             label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
             context=self._context, metrics=metrics,
             code_step=quantization.code(params, None, tfl.fixed_batch(blob))))
-
-    def _user_error(self, error: tfl.LayerError) -> tfl.LayerError:
-        """A layer error with its layer named as the user wrote it."""
-        return dataclasses.replace(error, layer=self.user_name(error.layer)
-                                   if error.layer else None)
 
     # ------------------------------------------------------------------ sensitivity
     @_releasing
@@ -607,7 +602,7 @@ class Workbench:
                                            quantization.representative(self.data, 100))
             except tfl.ConversionError as exc:  # the weight rows stand on their own
                 return (), None, f"No activation errors: {exc}"
-            return (tuple(self._user_error(e) for e in report.errors),
+            return (tuple(e.named(self.user_name) for e in report.errors),
                     tfl.evaluate(report.tflite, x, y, self.metric), "")
 
         return sens.run(model, self.data.x_test, self.data.y_test, self.metric,

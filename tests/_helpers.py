@@ -38,3 +38,38 @@ def table_rows(markup: str) -> list[list[str]]:
     parser = Rows()
     parser.feed(markup)
     return parser.rows
+
+
+def op_input_types(blob: bytes, ops: tuple[str, ...] | None = None) -> dict[str, set[str]]:
+    """For each op (of the types ``ops``, None: every op) of a .tflite: its output tensor's
+    name -> the dtypes of its inputs (weights included), read back from the flatbuffer."""
+    import numpy as np
+
+    from compresswidgets import tflite as tfl
+
+    it = tfl.interpreter(blob)
+    it.allocate_tensors()
+    tensors = it.get_tensor_details()
+    return {tensors[op["outputs"][0]]["name"]: {np.dtype(tensors[i]["dtype"]).name
+                                                 for i in op["inputs"] if i >= 0}
+            for op in it._get_ops_details() if ops is None or op["op_name"] in ops}
+
+
+def with_activation_outlier(model, layer: str, following: str, factor: float = 1000.0):
+    """A copy of a tf_keras ``model`` computing the same function, whose ``layer`` (ReLU)
+    has one unit ``factor`` times larger and ``following`` that unit's weights divided by
+    it: ReLU(k·z) = k·ReLU(z), so the output is unchanged, but the layer's activation range
+    is stretched by the one unit (an activation outlier)."""
+    import tf_keras
+
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    w, b = copy.get_layer(layer).get_weights()
+    w[..., 0] *= factor
+    b[0] *= factor
+    copy.get_layer(layer).set_weights([w, b])
+    w, b = copy.get_layer(following).get_weights()
+    w[0, :] /= factor
+    copy.get_layer(following).set_weights([w, b])
+    copy.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])
+    return copy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import op_input_types, with_activation_outlier
 from matplotlib.figure import Figure
 
 import compresswidgets as cw
@@ -141,13 +142,7 @@ def test_per_layer_targets_are_reached_layer_by_layer(wb):
 
 
 def _op_types(blob: bytes) -> dict[str, set[str]]:
-    """For each op's output tensor name: the dtypes of its inputs (weights included)."""
-    it = tfl.interpreter(blob)
-    it.allocate_tensors()
-    tensors = it.get_tensor_details()
-    return {tensors[op["outputs"][0]]["name"]: {np.dtype(tensors[i]["dtype"]).name
-                                                 for i in op["inputs"] if i >= 0}
-            for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")}
+    return op_input_types(blob, ("CONV_2D", "FULLY_CONNECTED"))
 
 
 def test_keep_float_layers_are_float_in_the_tflite(wb):
@@ -172,3 +167,45 @@ def test_layer_errors_of_an_int8_model(wb):
     s = wb.sensitivity(("int8",), samples=None)
     assert s.int8_metric == pytest.approx(q.accuracy, abs=1e-9)
     assert s.suggest(0.01)["keep_float"] == []  # nothing to rescue here
+
+
+def test_typical_steps_is_the_median_nonzero_value_in_steps():
+    from compresswidgets._converter import typical_steps
+
+    relu = np.array([0.0, 0.0, 1.0, 2.0, 3.0, 1e-9])  # zeros and float noise do not count
+    assert typical_steps(relu, None, 0.5, -128) == pytest.approx(4.0)
+    assert typical_steps(np.zeros(4), None, 0.1, 0) == float("inf")
+    outlier = np.r_[np.full(31, 1.0), 1000.0]  # one unit stretches the range
+    scale = 1000.0 / 255
+    assert typical_steps(outlier, None, scale, -128) == pytest.approx(1.0 / scale)
+    assert typical_steps(outlier, None, scale, -128) < tfl.TYPICAL_STEPS_LIMIT
+
+
+def test_an_activation_outlier_is_found_and_keeping_its_layers_float_rescues_int8(demo):
+    """The same function with one unit of dense 1000x larger (and dense_1's weights of it
+    1000x smaller): float accuracy unchanged, full-integer int8 collapses; the debugger's
+    rmse/scale alone looks ideal on dense (its error is small against its huge step), the
+    typical step finds it; the suggestion keeps it float and int8 is back."""
+    model, data = demo
+    fragile = with_activation_outlier(model, "dense", "dense_1")
+    assert np.allclose(fragile.predict(data.x_test[:64], verbose=0),
+                       model.predict(data.x_test[:64], verbose=0), atol=1e-5)
+    wb = cw.Workbench(fragile, data)
+    q = wb.quantize("int8")
+    assert q.accuracy < 0.5 < wb.original.accuracy
+    errors = {e.layer: e for e in q.layer_errors if e.layer}
+    dense = errors["dense"]
+    assert dense.rmse_scale < 1 and dense.typical_steps < tfl.TYPICAL_STEPS_LIMIT
+    assert "rounds to zero" in dense.misfit
+    assert all(not errors[n].misfit for n in ("conv2d", "conv2d_1", "conv2d_2"))
+    s = wb.sensitivity(("int8",), samples=None)
+    assert s.int8_metric == pytest.approx(q.accuracy, abs=1e-9)
+    keep = s.suggest(0.01)["keep_float"]
+    assert "dense" in keep and not {"conv2d", "conv2d_1", "conv2d_2"} & set(keep)
+    rescued = wb.quantize("int8", keep_float=keep)
+    assert rescued.accuracy >= wb.original.accuracy - 0.01
+    for tensor, dtypes in _op_types(rescued.tflite).items():
+        kept = any(f"/{n}/" in tensor for n in keep)
+        assert dtypes == ({"float32"} if kept else {"int8", "int32"}), tensor
+    assert fragile.get_layer("dense").get_weights()[0][0, 0] == pytest.approx(
+        model.get_layer("dense").get_weights()[0][0, 0] * 1000)  # the user's copy untouched

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _helpers import HOSTILE, table_rows, weights_bytes
+from _helpers import HOSTILE, table_rows, weights_bytes, with_activation_outlier
 
 import compresswidgets as cw
 
@@ -183,3 +183,50 @@ def test_qat_leaves_out_what_tfmot_cannot_quantize(keras, demo):
     panel._apply.click()
     panel.wait(300)
     assert "cw-error" in panel._error.value and "LayerNormalization" in panel._error.value
+
+
+def test_int8_shows_activation_errors_and_unticked_layers_stay_float(demo):
+    """Full integer on a model with an activation outlier in dense: the table and the bar
+    plot show which ops do not fit int8; unticking them keeps them float and int8 works."""
+    model, data = demo
+    wb = cw.Workbench(with_activation_outlier(model, "dense", "dense_1"), data)
+    panel = cw.QuantizationPanel(wb)
+    panel._mode.value = "int8"
+    assert panel._checklist.layout.display is None and "keep_float" in (
+        panel._checklist.children[0].value)
+    assert all(b.value for b in panel._layers.children)  # every layer int8 by default
+    panel._apply.click()
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    collapsed = panel.result
+    assert "keep_float" not in collapsed.recipe and collapsed.accuracy < 0.5
+    header, *rows = table_rows(panel._result.value)[5:]
+    assert header[-2:] == ["act. rmse/scale", "typical steps"]
+    cells = {row[0]: row for row in rows}
+    assert cells["dense"][-2].startswith("⚠") and float(cells["dense"][-1]) < 0.5
+    assert not cells["conv2d_1"][-2].startswith("⚠")
+    assert "do not fit int8" in panel._result.value and "dense" in panel._result.value
+    assert panel._errors_fig.widget.layout.display is None
+    assert bytes(panel._errors_fig.widget.value).startswith(PNG)
+    bars = panel._errors_fig.figure.axes[0].patches
+    red = {tick.get_text() for tick, bar in zip(panel._errors_fig.figure.axes[0]
+                                                .get_xticklabels(), bars, strict=True)
+           if bar.get_facecolor()[0] > 0.6 and bar.get_facecolor()[2] < 0.3}
+    assert "dense" in red and "conv2d_1" not in red
+    keep = {e.layer for e in collapsed.layer_errors if e.misfit and e.layer}
+    for box in panel._layers.children:
+        box.value = box.layer_name not in keep
+    panel._apply.click()
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    rescued = panel.result
+    assert sorted(rescued.recipe["keep_float"]) == sorted(keep)
+    assert rescued.accuracy >= wb.original.accuracy - 0.01
+    rows = {row[0]: row for row in table_rows(panel._result.value)[6:]}
+    for layer in keep:
+        assert rows[layer][5] == "float32", rows[layer]
+    assert rows["conv2d_1"][5] == "int8"
+    assert "keep_float" in panel._code.value
+    panel._mode.value = "qat"  # the ticks are the mode's own default again
+    assert panel._layers_note.value == "" or "QAT" in panel._layers_note.value
+    assert all(b.value for b in panel._layers.children)

@@ -97,6 +97,7 @@ class TechniquePanel(JobPanel):
         self._result.add_class("cw-result")
         self._result_fig = _figure("cw-result-plot")
         self._result_fig.widget.layout.display = "none"  # until there is a result
+        self._result_figs = [self._result_fig]  # a subclass may add its own result plots
         self._code = widgets.HTML()
         self._code_box = widgets.Accordion(children=[self._code], titles=("Show code",))
         self._code_box.selected_index = None
@@ -121,7 +122,7 @@ class TechniquePanel(JobPanel):
             widgets.HBox([self._apply, self._stop_button, self._progress, self._status],
                          layout=widgets.Layout(align_items="center")),
             self._error, self._preview_fig.widget,
-            widgets.HBox([self._result, self._result_fig.widget],
+            widgets.HBox([self._result, *(f.widget for f in self._result_figs)],
                          layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
             self._code_box,
         ]
@@ -389,6 +390,8 @@ class TechniquePanel(JobPanel):
         header = ["layer", "class", "params", "sparsity", "distinct values"]
         if quantized:
             header += ["TFLite dtype", "max |error|", "SNR dB"]
+        extra_header, extra = self._layer_columns(variant)
+        header += extra_header
         table = []
         user = self.workbench.user_name
         for r in rows:
@@ -398,12 +401,16 @@ class TechniquePanel(JobPanel):
                 line += [r.get("tflite_dtype") or "-",
                          "-" if r.get("max_abs_error") is None else f"{r['max_abs_error']:.2e}",
                          "-" if r.get("snr_db") is None else f"{r['snr_db']:.1f}"]
-            table.append(line)
+            table.append(line + extra.get(user(r["layer"]), ["-"] * len(extra_header)))
         notes = "".join(f"<div style='color:#b02a1a'>{esc(n)}</div>" for n in variant.notes)
         self._result.value = summary + "<br>" + grid_html(header, table) + notes
         self._code.value = (f"<pre class='cw-code' style='font-size:11px;white-space:pre-wrap'>"
                             f"{esc(variant.code)}</pre>")
         self._draw_result(variant)
+
+    def _layer_columns(self, variant: Variant) -> tuple[list[str], dict[str, list[str]]]:
+        """More columns for the result's per-layer table: (header, {layer: cells})."""
+        return [], {}
 
     def _draw_result(self, variant: Variant) -> None:
         names = [r["layer"] for r in variant.layers]
@@ -433,8 +440,9 @@ class TechniquePanel(JobPanel):
         """Widget view where widgets render; a static HTML summary for nbconvert/GitHub."""
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            result = (self._result.value + self._result_fig.img_html()
-                      if self.result is not None else "")
+            result = (self._result.value + "".join(
+                f.img_html() for f in self._result_figs if f.widget.layout.display != "none")
+                if self.result is not None else "")
             bundle["text/html"] = (
                 f"<div><b>{esc(type(self).__name__)}</b> on {esc(self.base)} "
                 f"(interactive controls need a live kernel)</div>"

@@ -10,9 +10,10 @@ import traitlets
 
 from compresswidgets._converter import CALIBRATED, TABLE
 from compresswidgets.inspection import snr_db
+from compresswidgets.plots import plot_layer_errors
 from compresswidgets.preview import int8_preview
 from compresswidgets.techniques import quantization
-from compresswidgets.widgets._controls import Bounded, Choice, error_html
+from compresswidgets.widgets._controls import Bounded, Choice, FigureImage, error_html, esc
 from compresswidgets.widgets._technique import SPARSE, TechniquePanel
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ __all__ = ["QuantizationPanel"]
 _ROW = widgets.Layout(flex_flow="row wrap")
 #: (label, mode) of every mode Workbench.quantize takes, from the converter's table
 MODE_LABELS = [(TABLE[mode].label, mode) for mode in quantization.MODES]
+#: The checklist's title per mode that uses it (ticked: quantized; unticked: left float).
+CHECKLIST_TITLES = {"qat": "Layers to train with fake quantization (QAT)",
+                    "int8": "Layers to quantize (untick a layer to keep it float: keep_float)"}
 
 
 class QuantizationPanel(TechniquePanel):
@@ -32,8 +36,11 @@ class QuantizationPanel(TechniquePanel):
     The preview shows the chosen layer's weights after symmetric per-channel int8 (or
     float16) rounding, computed with NumPy, with the error it costs. Apply runs
     ``workbench.quantize`` in a background thread: a TFLite conversion, or for
-    quantization-aware training a fine-tuning with progress and Stop. Quantize last: a
-    quantized variant cannot be the base of another technique.
+    quantization-aware training a fine-tuning with progress and Stop. In full-integer mode
+    the unticked layers stay float (``keep_float``), and a full-integer result shows each
+    op's activation error (``variant.layer_errors``) in its table and as a bar plot, the ops
+    whose activations do not fit int8 in red. Quantize last: a quantized variant cannot be
+    the base of another technique.
 
     Example:
         >>> wb = cw.Workbench(model, data)      # doctest: +SKIP
@@ -46,7 +53,7 @@ class QuantizationPanel(TechniquePanel):
     epochs = Bounded(1, 1, 20, integer=True, help="QAT fine-tuning epochs")
 
     css_class = "cw-quantization-panel"
-    layers_title = "Layers to train with fake quantization (QAT)"
+    layers_title = CHECKLIST_TITLES["qat"]
     apply_icon = "compress"
     apply_tooltip = "Convert (or train with fake quantization) a copy; the base is untouched"
 
@@ -66,17 +73,25 @@ class QuantizationPanel(TechniquePanel):
         for trait, control in (("mode", self._mode), ("representative_samples", self._samples),
                                ("epochs", self._epochs)):
             traitlets.link((self, trait), (control, "value"))
+        self._errors_fig = FigureImage(5.6, 3.0, css_class="cw-layer-errors-plot", left=0.1,
+                                       right=0.98, bottom=0.27, top=0.9)
+        self._errors_fig.widget.layout.display = "none"  # until a full-integer result
+        self._result_figs.append(self._errors_fig)
         self.observe(self._on_mode, names=["mode"])
         self._on_mode()
         rows = [widgets.HBox([self._base, self._mode, self._preview], layout=_ROW),
                 widgets.HBox([self._samples, self._epochs], layout=_ROW), self._help]
         return rows, [self._mode, self._samples, self._epochs]
 
-    def _on_mode(self, _change: Any = None) -> None:
+    def _on_mode(self, change: Any = None) -> None:
         calibrated, qat = self.mode in CALIBRATED, self.mode == "qat"
         self._samples.disabled = not calibrated
         self._epochs.disabled = not qat
-        self._checklist.layout.display = None if qat else "none"
+        self._checklist.layout.display = None if self._uses_checklist else "none"
+        if self._uses_checklist:
+            self._checklist.children[0].value = f"<b>{esc(CHECKLIST_TITLES[self.mode])}</b>"
+        if change is not None and self._layers.children:  # the ticks are the mode's default
+            self._on_base()
         self._help.value = (
             "<span style='color:#666'>"
             + ("Activation ranges are calibrated on the samples drawn from the training split. "
@@ -97,6 +112,8 @@ class QuantizationPanel(TechniquePanel):
         return super()._unavailable if self.mode == "qat" else None  # PTQ converts anything
 
     def _ticked_by_default(self, layer: Any, size: int) -> bool:
+        if self.mode != "qat":  # full integer: every layer int8 unless unticked
+            return True
         key = self.base
         if getattr(self, "_rejected_for", None) != key:  # once per base: it clones the model
             try:
@@ -107,6 +124,8 @@ class QuantizationPanel(TechniquePanel):
         return layer.name not in self._rejected
 
     def _checklist_note(self, unticked: list[str]) -> str:
+        if self.mode != "qat":
+            return ""
         return (f"tfmot's 8-bit QAT scheme does not support {', '.join(unticked)}: left out "
                 "(they stay float in the .tflite).")
 
@@ -123,8 +142,14 @@ class QuantizationPanel(TechniquePanel):
                 if type(layer).__name__ != "InputLayer" and layer.name not in unticked]
 
     @property
+    def _keep_float(self) -> list[str] | None:
+        """Full integer: the unticked layers (None when every layer is ticked)."""
+        unticked = [b.layer_name for b in self._layers.children if not b.value]
+        return unticked or None
+
+    @property
     def _uses_checklist(self) -> bool:
-        return self.mode == "qat"
+        return self.mode in CHECKLIST_TITLES
 
     def _stoppable(self) -> bool:
         return self.mode == "qat"
@@ -144,4 +169,38 @@ class QuantizationPanel(TechniquePanel):
         return self.workbench.quantize(
             self.mode, representative_samples=self.representative_samples, epochs=self.epochs,
             layers=self._qat_layers if self.mode == "qat" else None, base=self.base,
-            progress=progress if self.mode == "qat" else None)
+            progress=progress if self.mode == "qat" else None,
+            keep_float=self._keep_float if self.mode == "int8" else None)
+
+    # ------------------------------------------------------------------ result
+    def _layer_columns(self, variant: Variant) -> tuple[list[str], dict[str, list[str]]]:
+        """Full integer: each layer's worst op by activation error (rmse/scale, typical
+        steps), ⚠ where it does not fit int8."""
+        errors = variant.layer_errors  # measured once (a debugger run in the worker)
+        if not errors:
+            return [], {}
+        worst: dict[str, Any] = {}
+        for e in errors:
+            if e.layer and (e.layer not in worst or e.rmse_scale > worst[e.layer].rmse_scale
+                            or (e.misfit and not worst[e.layer].misfit)):
+                worst[e.layer] = e
+        cells = {layer: [("⚠ " if e.misfit else "") + f"{e.rmse_scale:.2f}",
+                         f"{e.typical_steps:.3g}"] for layer, e in worst.items()}
+        return ["act. rmse/scale", "typical steps"], cells
+
+    def _show(self, variant: Variant) -> None:
+        super()._show(variant)
+        errors = variant.layer_errors
+        if not errors:
+            self._errors_fig.widget.layout.display = "none"
+            return
+        bad = [e for e in errors if e.misfit]
+        plot_layer_errors(errors, self._errors_fig.clear(),
+                          title=f"{variant.name}: int8 activation error per op")
+        self._errors_fig.render()
+        self._errors_fig.widget.layout.display = None
+        note = ("Activations that do not fit int8: " + "; ".join(
+            f"{e.layer or e.op}: {e.misfit}" for e in bad)
+            + ". In full-integer mode (int8), untick those layers to keep them float." if bad else
+            "Every op's activations fit int8 (rmse/scale near 0.29, rounding alone).")
+        self._result.value += f"<div style='color:{'#b02a1a' if bad else '#666'}'>{esc(note)}</div>"

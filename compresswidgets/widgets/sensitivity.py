@@ -8,7 +8,8 @@ import ipywidgets as widgets
 import traitlets
 
 from compresswidgets._training import Progress, TrainingStopped
-from compresswidgets.sensitivity import RMSE_SCALE_LIMIT, TECHNIQUES, Suggestion
+from compresswidgets.sensitivity import TECHNIQUES, Suggestion
+from compresswidgets.tflite import RMSE_SCALE_LIMIT, TYPICAL_STEPS_LIMIT
 from compresswidgets.widgets._controls import (
     Bounded,
     FigureImage,
@@ -347,16 +348,16 @@ def _level(row: dict[str, Any]) -> str:
 
 
 def layer_errors_html(errors: Any, int8_metric: float | None, metric: Any) -> str:
-    """The per-op activation errors of an int8 model; rows above the limit in red."""
+    """The per-op activation errors of an int8 model; ops that do not fit int8 in red."""
     if not errors:
         return ""
     rows = []
-    for e in sorted(errors, key=lambda e: -e.rmse_scale):
-        bad = e.rmse_scale > RMSE_SCALE_LIMIT
-        rows.append([("⚠ " if bad else "") + (e.layer or e.tensor[:40]), e.op,
-                     f"{e.rmse_scale:.2f}", f"{e.max_abs_error:.3g}"])
+    for e in sorted(errors, key=lambda e: (not e.misfit, -e.rmse_scale)):
+        rows.append([("⚠ " if e.misfit else "") + (e.layer or e.tensor[:40]), e.op,
+                     f"{e.rmse_scale:.2f}", f"{e.typical_steps:.3g}", f"{e.max_abs_error:.3g}"])
     head = "<b>int8 activations</b> (rmse/scale: 0.29 is rounding alone"
-    head += f"; above {RMSE_SCALE_LIMIT:g}, ⚠ the range does not fit)"
+    head += (f"; ⚠ above {RMSE_SCALE_LIMIT:g}, or a typical value under "
+             f"{TYPICAL_STEPS_LIMIT:g} step: the range does not fit)")
     if int8_metric is not None:
         head += f". Whole int8 model: {esc(metric.format(int8_metric))}"
-    return head + grid_html(["layer", "op", "rmse/scale", "max |error|"], rows)
+    return head + grid_html(["layer", "op", "rmse/scale", "typical steps", "max |error|"], rows)

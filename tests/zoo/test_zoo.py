@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from _helpers import table_rows, weights_bytes
+from _helpers import op_input_types, table_rows, weights_bytes
 from families import FAMILIES, ZooModel
 
 import compresswidgets as cw
@@ -121,6 +121,15 @@ def test_sensitivity_measures_every_layer_it_can_touch(zoo):
         assert any("No activation errors" in n for n in s.notes)
     else:
         assert s.layer_errors and s.int8_metric is not None
+        # the op with the largest activation error, kept float: float in the .tflite
+        worst = max((e for e in s.layer_errors if e.layer), key=lambda e: e.rmse_scale)
+        kept = wb.quantize("int8", keep_float=[worst.layer])
+        types = op_input_types(kept.tflite)
+        spelled = wb.bridge.safe_name(worst.layer) if wb.bridge else worst.layer
+        mine = [t for t in types if f"/{spelled}/" in f"/{t}"]
+        assert mine and all("int8" not in types[t] for t in mine), (worst, types)
+        assert any("int8" in d for d in types.values())  # the rest is int8
+        assert worst.layer not in {e.layer for e in kept.layer_errors}
     suggestion = s.suggest(max_drop=0.05)
     assert set(suggestion) == {"prune", "cluster", "keep_float"}
     assert set(suggestion["prune"]) <= measured
