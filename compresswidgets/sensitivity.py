@@ -304,7 +304,8 @@ class Suggestion(dict):
     "cluster": {layer: clusters}, "keep_float": [layers]}`` (the techniques measured), with
     what it expects: ``expected_drop`` (the per-layer drops added up: a first-order estimate,
     before fine-tuning), ``expected_gzipped_bytes`` (the base's gzipped .tflite less what the
-    changed kernels save under gzip), ``sparsity`` (over the measured prunable kernels) and
+    pruned and clustered kernels save under gzip, in float: int8 then shrinks it further),
+    ``sparsity`` (over the measured prunable kernels) and
     ``max_drop``, the budget it was made for."""
 
     expected_drop: float = 0.0
@@ -325,6 +326,7 @@ class Suggestion(dict):
         drop = (metric.format_delta(-self.expected_drop) if metric
                 else f"{-self.expected_drop:+.4f}")
         size = (f", about {self.expected_gzipped_bytes:,} gzipped bytes"
+                + (" before int8" if "keep_float" in self else "")
                 if self.expected_gzipped_bytes else "")
         return (("; ".join(parts) or "nothing to change within this budget")
                 + f". Expected before fine-tuning: {drop}{size}.")

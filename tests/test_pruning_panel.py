@@ -94,3 +94,33 @@ def test_errors_show_in_the_panel(panel):
     panel.wait(300)
     assert "cw-error" in panel._error.value and "multiple of 4" in panel._error.value
     assert panel.workbench.variants == before and not panel.running
+
+
+def test_each_layer_at_its_own_sparsity(panel):
+    """The slider beside a layer follows the panel's until moved; then Apply passes a dict,
+    and the recipe, the result and the code are per layer."""
+    sliders = {c.layer_name: c for c in panel._targets.children}
+    boxes = {b.layer_name: b for b in panel._layers.children}
+    assert set(sliders) == set(boxes)
+    assert sliders["conv2d"].disabled and not sliders["conv2d_1"].disabled  # unticked: off
+    panel.target_sparsity = 0.6
+    assert {s.value for s in sliders.values()} == {0.6}  # they follow the panel's value
+    assert panel.per_layer_values is None  # all alike: the engine gets a number
+    sliders["conv2d_1"].value = 0.9
+    panel.target_sparsity = 0.7
+    assert sliders["conv2d_1"].value == 0.9 and sliders["dense"].value == 0.7  # moved: kept
+    assert panel.per_layer_values == {"conv2d_1": 0.9, "conv2d_2": 0.7, "dense": 0.7}
+    panel.epochs = 0
+    panel._apply.click()
+    assert sliders["conv2d_1"].disabled  # locked while it runs
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    v = panel.result
+    assert v.recipe["target_sparsity"] == {"conv2d_1": 0.9, "conv2d_2": 0.7, "dense": 0.7}
+    got = {r["layer"]: r["sparsity"] for r in v.layers}
+    assert got["conv2d_1"] == pytest.approx(0.9, abs=0.01)
+    assert got["dense"] == pytest.approx(0.7, abs=0.01) and got["conv2d"] == 0
+    assert not sliders["conv2d_1"].disabled and sliders["conv2d"].disabled
+    assert "'conv2d_1': tfmot.sparsity.keras.ConstantSparsity(target_sparsity=0.9" in v.code
+    panel.structure = "2:4"  # 50 % everywhere: the per-layer sliders do not apply
+    assert all(s.disabled for s in sliders.values()) and panel.per_layer_values is None

@@ -42,6 +42,24 @@ def test_cluster_preview_follows_the_slider(wb):
     assert "4 clusters" in panel._preview_fig.figure.axes[0].get_title()
 
 
+def test_cluster_each_layer_with_its_own_clusters(wb):
+    panel = cw.ClusteringPanel(wb)
+    sliders = {c.layer_name: c for c in panel._targets.children}
+    ticked = [b.layer_name for b in panel._layers.children if b.value]
+    assert {sliders[n].value for n in ticked} == {16}
+    sliders["dense"].value = 4
+    panel.epochs = 0
+    panel._apply.click()
+    panel.wait(300)
+    assert panel._error.value == "", panel._error.value
+    v = panel.result
+    expected = {n: 4 if n == "dense" else 16 for n in ticked}
+    assert v.recipe["clusters"] == expected
+    for r in v.layers:
+        if r["layer"] in expected:
+            assert r["distinct"] <= expected[r["layer"]], r
+
+
 def test_cluster_on_a_pruned_base_keeps_zeros(wb, demo):
     model, _ = demo
     live = weights_bytes(model)

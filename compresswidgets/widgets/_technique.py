@@ -60,6 +60,8 @@ class TechniquePanel(JobPanel):
     apply_icon = "play"
     apply_tooltip = "Apply to a copy; the base is untouched"
     needs_tfmot = True  # pruning, clustering: a tf_keras model (a Keras 3 model's twin)
+    #: the trait a per-layer control beside each checklist row overrides (None: no control)
+    per_layer_trait: str | None = None
 
     def __init__(self, workbench: Workbench, **kwargs: Any) -> None:
         """Build the panel on ``workbench``.
@@ -83,7 +85,8 @@ class TechniquePanel(JobPanel):
             "The variant to start from, so techniques chain: prune, then cluster, then quantize"))
         self._preview = widgets.Dropdown(description="Preview",
                                          tooltip="The layer whose histogram is previewed")
-        self._layers = widgets.VBox(layout=widgets.Layout(max_height="180px", overflow="auto"))
+        self._layers = widgets.VBox()
+        self._targets = widgets.VBox()  # per-layer controls, row by row beside the checklist
         self._layers_note = widgets.HTML()
         self._apply = self._start = widgets.Button(
             description="Apply", button_style="primary", icon=self.apply_icon,
@@ -110,8 +113,10 @@ class TechniquePanel(JobPanel):
             self.preview_layer = max(layers, key=lambda layer: layer.count_params()).name
         traitlets.link((self, "base"), (self._base, "value"))
         traitlets.link((self, "preview_layer"), (self._preview, "value"))
-        self._checklist = widgets.VBox([widgets.HTML(f"<b>{esc(self.layers_title)}</b>"),
-                                        self._layers_note, self._layers])
+        self._checklist = widgets.VBox([
+            widgets.HTML(f"<b>{esc(self.layers_title)}</b>"), self._layers_note,
+            widgets.HBox([self._layers, self._targets],
+                         layout=widgets.Layout(max_height="180px", overflow="auto"))])
         if not self.layers_title:
             self._checklist.layout.display = "none"
         rows, self._locked = self._build()
@@ -130,6 +135,8 @@ class TechniquePanel(JobPanel):
         self.observe(self._on_base, names=["base"])
         self.observe(lambda _: self._safe_preview(), names=["preview_layer"])
         self.observe(self._on_running, names=["running"])
+        if self.per_layer_trait:
+            self.observe(self._follow_panel_value, names=[self.per_layer_trait])
         self._on_base()
         workbench.observe(self._on_variants)
 
@@ -235,6 +242,7 @@ class TechniquePanel(JobPanel):
                 box.layer_name = layer.name
                 boxes.append(box)
             self._layers.children = boxes
+            self._targets.children = self._layer_controls(boxes)
             unticked = [b.layer_name for b in boxes if not b.value]
             notes = [self._checklist_note(unticked) if unticked else "",
                      self._left_alone_note()]
@@ -248,6 +256,55 @@ class TechniquePanel(JobPanel):
                                       if names else "")
         self._error.value = error_html(self._unavailable, trace=False) if self._unavailable else ""
         self._safe_preview()
+
+    # ------------------------------------------------------------------ per-layer values
+    def _layer_control(self) -> widgets.ValueWidget:
+        """A control for one layer's own value of :attr:`per_layer_trait` (subclasses)."""
+        raise NotImplementedError
+
+    @property
+    def _per_layer_enabled(self) -> bool:
+        """Whether per-layer values apply with the current settings."""
+        return True
+
+    def _layer_controls(self, boxes: list[widgets.Checkbox]) -> list[widgets.Widget]:
+        if not self.per_layer_trait:
+            return []
+        controls = []
+        for box in boxes:
+            control = self._layer_control()
+            control.value = getattr(self, self.per_layer_trait)
+            control.layer_name = box.layer_name
+            box.observe(lambda _: self._enable_layer_controls(), names=["value"])
+            controls.append(control)
+        self._targets.children = controls
+        self._enable_layer_controls()
+        return controls
+
+    def _enable_layer_controls(self) -> None:
+        if not self.per_layer_trait:
+            return
+        for box, control in zip(self._layers.children, self._targets.children, strict=True):
+            control.disabled = self.running or not box.value or not self._per_layer_enabled
+
+    def _follow_panel_value(self, change: Any) -> None:
+        """A layer's control follows the panel's value until it is moved on its own."""
+        for control in self._targets.children:
+            if control.value == change["old"]:
+                control.value = change["new"]
+
+    @property
+    def per_layer_values(self) -> dict[str, Any] | None:
+        """``{layer: value}`` of the ticked layers when some differ from the panel's value
+        (the engine then gets a per-layer dict); None when they all follow it."""
+        if not self.per_layer_trait or not self._per_layer_enabled:
+            return None
+        ticked = {c.layer_name: c.value for b, c in zip(self._layers.children,
+                                                          self._targets.children, strict=True)
+                  if b.value}
+        if all(v == getattr(self, self.per_layer_trait) for v in ticked.values()):
+            return None
+        return ticked
 
     def _preview_options(self, layers: list[Any]) -> list[tuple[str, str]]:
         """(the user's spelling, the model's name) of each layer; a placeholder when there is
@@ -367,6 +424,7 @@ class TechniquePanel(JobPanel):
         busy = bool(change["new"])
         for control in (self._base, *self._locked, *self._layers.children):
             control.disabled = busy
+        self._enable_layer_controls()
         self._stop_button.disabled = not (busy and self._stoppable())
         if not busy:
             self.refresh_variants()

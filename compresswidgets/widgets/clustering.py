@@ -48,7 +48,8 @@ class ClusteringPanel(TechniquePanel):
                      "training")
 
     css_class = "cw-clustering-panel"
-    layers_title = "Layers to cluster"
+    layers_title = "Layers to cluster (each with its own clusters: move its slider)"
+    per_layer_trait = "clusters"
     apply_icon = "object-group"
     apply_tooltip = "Cluster and fine-tune a copy; the base is untouched"
 
@@ -77,6 +78,11 @@ class ClusteringPanel(TechniquePanel):
 
     def _supports(self, layer: Any) -> bool:
         return clustering.supports(layer)
+
+    def _layer_control(self) -> widgets.SelectionSlider:
+        return widgets.SelectionSlider(
+            options=CLUSTER_CHOICES, layout=widgets.Layout(width="230px"),
+            tooltip="This layer's own number of clusters (it follows the panel's until moved)")
 
     def _left_alone_note(self) -> str:
         return left_alone_note(self._base_model(), clustering.supports, "clusterable")
@@ -108,6 +114,11 @@ class ClusteringPanel(TechniquePanel):
                       exclude_zeros=sparse, bins=128)
 
     def _engine(self, progress: ProgressCallback) -> Variant:
+        per_layer = self.per_layer_values
+        if per_layer is not None:  # a dict: each ticked layer with its own clusters
+            return self.workbench.cluster(
+                per_layer, init=self.init, preserve_sparsity=self.preserve_sparsity,
+                epochs=self.epochs, base=self.base, progress=progress)
         return self.workbench.cluster(
             self.clusters, init=self.init, preserve_sparsity=self.preserve_sparsity,
             layers=self.selected_layers, epochs=self.epochs, base=self.base, progress=progress)

@@ -44,7 +44,8 @@ class PruningPanel(TechniquePanel):
     epochs = Bounded(2, 0, 20, integer=True, help="fine-tuning epochs; 0 prunes once")
 
     css_class = "cw-pruning-panel"
-    layers_title = "Layers to prune"
+    layers_title = "Layers to prune (each at its own sparsity: move its slider)"
+    per_layer_trait = "target_sparsity"
     apply_icon = "scissors"
     apply_tooltip = "Prune and fine-tune a copy; the base is untouched"
 
@@ -65,12 +66,23 @@ class PruningPanel(TechniquePanel):
                                ("structure", self._structure), ("epochs", self._epochs)):
             traitlets.link((self, trait), (control, "value"))
         self.observe(lambda _: self._safe_preview(), names=["target_sparsity", "structure"])
+        self.observe(lambda _: self._enable_layer_controls(), names=["structure"])
         rows = [widgets.HBox([self._base, self._sparsity, self._epochs], layout=_ROW),
                 widgets.HBox([self._schedule, self._structure, self._preview], layout=_ROW)]
         return rows, [self._sparsity, self._schedule, self._structure, self._epochs]
 
     def _supports(self, layer: Any) -> bool:
         return pruning.supports(layer)
+
+    def _layer_control(self) -> widgets.FloatSlider:
+        return widgets.FloatSlider(
+            min=0.0, max=0.95, step=0.05, readout_format=".0%",
+            layout=widgets.Layout(width="230px"),
+            tooltip="This layer's own sparsity (it follows the panel's until moved)")
+
+    @property
+    def _per_layer_enabled(self) -> bool:
+        return self.structure == "none"  # 2:4 is 50 % in every layer
 
     def _left_alone_note(self) -> str:
         return left_alone_note(self._base_model(), pruning.supports, "prunable")
@@ -86,6 +98,10 @@ class PruningPanel(TechniquePanel):
                       f"{self._shown_layer}: one-shot magnitude pruning", exclude_zeros=True)
 
     def _engine(self, progress: ProgressCallback) -> Variant:
+        targets = self.per_layer_values
+        if targets is not None:  # a dict: each ticked layer at its own sparsity
+            return self.workbench.prune(targets, schedule=self.schedule, epochs=self.epochs,
+                                        base=self.base, progress=progress)
         return self.workbench.prune(
             self._sparsity_value, schedule=self.schedule,
             structure=None if self.structure == "none" else self.structure,
