@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -326,6 +327,15 @@ def _options(tf: Any, denylist: list[str] | None = None) -> Any:
 
 def debug_int8(converter: Any, tf: Any, representative_path: str,
                keep_float: list[str] | None) -> dict[str, Any]:
+    """:func:`_debug_int8`, without the deprecation warning of the ``tf.lite.Interpreter``
+    the debugger creates (it is TensorFlow's, not the user's to act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter")
+        return _debug_int8(converter, tf, representative_path, keep_float)
+
+
+def _debug_int8(converter: Any, tf: Any, representative_path: str,
+                keep_float: list[str] | None) -> dict[str, Any]:
     """Full-integer quantization through TFLite's ``QuantizationDebugger``: the per-op error
     rows, and the .tflite, with the ops of the ``keep_float`` layers left in float (the
     debugger's denylist) when given. ``converter`` has the "int8" settings already."""
