@@ -246,5 +246,5 @@ def test_int8_shows_activation_errors_and_unticked_layers_stay_float(demo):
     assert rows["conv2d_1"][5] == "int8"
     assert "keep_float" in panel._code.value
     panel._mode.value = "qat"  # the ticks are the mode's own default again
-    assert panel._layers_note.value == "" or "QAT" in panel._layers_note.value
+    assert "fake quantization (QAT)" in panel._checklist.children[0].value
     assert all(b.value for b in panel._layers.children)

@@ -242,7 +242,7 @@ class TechniquePanel(JobPanel):
                 box.layer_name = layer.name
                 boxes.append(box)
             self._layers.children = boxes
-            self._targets.children = self._layer_controls(boxes)
+            self._set_layer_controls(boxes)
             unticked = [b.layer_name for b in boxes if not b.value]
             notes = [self._checklist_note(unticked) if unticked else "",
                      self._left_alone_note()]
@@ -267,10 +267,12 @@ class TechniquePanel(JobPanel):
         """Whether per-layer values apply with the current settings."""
         return True
 
-    def _layer_controls(self, boxes: list[widgets.Checkbox]) -> list[widgets.Widget]:
-        if not self.per_layer_trait:
-            return []
+    def _set_layer_controls(self, boxes: list[widgets.Checkbox]) -> None:
+        """One control per checklist row, at the panel's value (none without a trait)."""
         controls = []
+        if not self.per_layer_trait:
+            self._targets.children = controls
+            return
         for box in boxes:
             control = self._layer_control()
             control.value = getattr(self, self.per_layer_trait)
@@ -279,7 +281,6 @@ class TechniquePanel(JobPanel):
             controls.append(control)
         self._targets.children = controls
         self._enable_layer_controls()
-        return controls
 
     def _enable_layer_controls(self) -> None:
         if not self.per_layer_trait:

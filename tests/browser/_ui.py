@@ -96,3 +96,14 @@ def wait_settled(page, img, quiet_ms: int = 1500, timeout_ms: int = 60_000) -> N
     kernel is busy, and a click sent meanwhile would overtake them)."""
     page.wait_for_function(SETTLED, arg=[img.element_handle(), quiet_ms], polling=100,
                            timeout=timeout_ms)
+
+
+def open_studio(page, lab, name: str):
+    """Open notebook ``name``, run all its cells and wait for its Studio: the Studio's
+    locator, once the kernel is idle."""
+    open_notebook(page, lab, name)
+    run_all(page)
+    studio = page.locator(".cw-studio")
+    wait_visible(page, studio, 240_000)
+    wait_idle(page)
+    return studio

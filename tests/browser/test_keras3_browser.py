@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from _ui import open_notebook, run_all, wait_idle, wait_visible
+from _ui import open_studio, wait_idle
 from test_studio_browser import slider, tab
 
 pytestmark = pytest.mark.browser
@@ -28,11 +28,7 @@ def test_the_studio_on_a_keras3_model(page, lab):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, lab.workdir / "keras3_studio.ipynb")
-    open_notebook(page, lab, "keras3_studio.ipynb")
-    run_all(page)
-    studio = page.locator(".cw-studio")
-    wait_visible(page, studio, 240_000)
-    wait_idle(page)
+    studio = open_studio(page, lab, "keras3_studio.ipynb")
     prune = tab(page, studio, "Prune")
     checklist = prune.inner_text()
     assert "features(64) · Dense" in checklist and "head <out> · Dense" in checklist

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from _ui import (
-    open_notebook,
+    open_studio,
     run_all,
     wait_changed,
     wait_idle,
@@ -88,11 +88,7 @@ def shoot(locator, name: str) -> None:
 
 
 def test_studio_preview_apply_stop_and_benchmark(page, lab):
-    open_notebook(page, lab, "studio_app.ipynb")
-    run_all(page)
-    studio = page.locator(".cw-studio")
-    wait_visible(page, studio, 240_000)
-    wait_idle(page)
+    studio = open_studio(page, lab, "studio_app.ipynb")
     variants = studio.locator(".cw-variants")
     assert "original" in variants.inner_text()
 
@@ -175,11 +171,7 @@ def test_studio_preview_apply_stop_and_benchmark(page, lab):
 def test_studio_sensitivity_measure_and_apply(page, lab):
     """Which layers: Measure draws the heatmap and the table, the suggestion follows the
     budget, Apply suggestion makes the variants and says what it expected and got."""
-    open_notebook(page, lab, "studio_app.ipynb")
-    run_all(page)
-    studio = page.locator(".cw-studio")
-    wait_visible(page, studio, 240_000)
-    wait_idle(page)
+    studio = open_studio(page, lab, "studio_app.ipynb")
     panel = tab(page, studio, "Sensitivity")
     panel.locator("button", has_text="Measure").click()
     heatmap = panel.locator("img.cw-sensitivity-plot")
