@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import pickle
 import queue
 import shutil
 import sys
@@ -141,9 +142,30 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"error": text, "type": type(exc).__name__, "trace": traceback.format_exc()}
 
 
+def _call_job(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A :class:`~compresswidgets._process.WorkerPool` job: ``{"value": ...}`` or
+    ``{"raised": exception}`` (as text when the exception does not pickle)."""
+    try:
+        return {"value": fn(*args, **kwargs)}
+    except Exception as exc:
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        return {"raised": exc}
+
+
 def _run(request: tuple, emit: Callable[[dict], None], stop: threading.Event) -> dict[str, Any]:
+    if request[0] == "unreadable":
+        return {"raised": RuntimeError(request[1])}
     if request[0] == "convert":
         return _convert_job(*request[1:])
+    if request[0] == "call":
+        _process.channel = (emit, stop)  # for _process.report, from the job's function
+        try:
+            return _call_job(*request[1:])
+        finally:
+            _process.channel = None
     return _technique_job(request[1], emit, stop)
 
 
@@ -162,7 +184,12 @@ def main(max_jobs: int) -> None:
 
     def reader() -> None:
         while True:
-            frame = _process.read_frame(requests)
+            try:
+                frame = _process.read_frame(requests)
+            except Exception as exc:  # e.g. a function of a module this process lacks
+                jobs.put(("unreadable", f"The worker could not read the job: "
+                                        f"{type(exc).__name__}: {exc}"))
+                continue
             if frame is None:
                 jobs.put(None)
                 return

@@ -33,6 +33,7 @@ _TRUE = ("1", "true", "True", "TRUE", "yes")
 _NOISE = re.compile(
     r"^(?:[IW]\d{4} |WARNING: All log messages before absl::InitializeLog|"
     r"To enable the following instructions|E\d{4} .*(?:cuInit|cuda_|CUDA)|"
+    r"E\d{4} .*NodeDef mentions attribute use_unbounded_threadpool|"
     r".*Could not find cuda drivers|INFO: Created TensorFlow Lite XNNPACK delegate)"
 )
 

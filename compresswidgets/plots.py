@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from compresswidgets.benchmarking import BenchmarkReport, BenchmarkRow
     from compresswidgets.sensitivity import Sensitivity
+    from compresswidgets.sweeps import Sweep
     from compresswidgets.tflite import LayerError
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "plot_memory",
     "plot_sensitivity",
     "plot_sizes",
+    "plot_sweep",
     "plot_tradeoff",
 ]
 
@@ -352,3 +354,57 @@ def plot_layer_errors(errors: list[LayerError], ax: Axes, *, title: str = "") ->
     ax.set_ylim(0, top)
     ax.set_title(mpl_text(title, 70) or "int8 activation error per op", fontsize=9)
     return ax
+
+
+_THEN_MARKERS = {None: "o", "dynamic": "s", "float16": "^", "int8": "D"}
+
+
+def plot_sweep(sweep: Sweep, ax: Axes, *, x: str = "gzipped_bytes") -> Axes:
+    """A sweep's variants: the metric against ``x`` (``"gzipped_bytes"``, ``"size_bytes"``,
+    or ``"level"``: sparsity or clusters), one marker per post-training step, the Pareto
+    front (metric against gzipped size) in orange."""
+    metric = sweep.metric
+    rows = [r for r in sweep.rows if r["error"] is None]
+    if not rows:
+        return _empty(ax, "no candidate finished yet")
+    front = {v.name for v in sweep.front()}
+    scale = 1024 if x.endswith("_bytes") else 1
+    for then, marker in _THEN_MARKERS.items():
+        chosen = [r for r in rows if r["then"] == then]
+        if not chosen:
+            continue
+        for technique, colour in (("prune", _BLUE), ("cluster", "#6a9f58")):
+            mine = [r for r in chosen if r["technique"] == technique]
+            if mine:
+                ax.scatter([_sweep_x(r, x) / scale for r in mine], [r["metric"] for r in mine],
+                           marker=marker, color=colour, zorder=2, alpha=0.85,
+                           label=f"{technique}" + (f" > {then}" if then else ""))
+    best = sorted((_sweep_x(r, x) / scale, r["metric"]) for r in rows if r["name"] in front)
+    if x != "level":
+        ax.plot([p[0] for p in best], [p[1] for p in best], "-", color=_ORANGE, zorder=3,
+                label="Pareto front")
+    ax.scatter([p[0] for p in best], [p[1] for p in best], s=90, facecolors="none",
+               edgecolors=_ORANGE, zorder=4, linewidths=1.5)
+    name = metric.name
+    labels = {"gzipped_bytes": "gzipped size (KiB)", "size_bytes": ".tflite size (KiB)",
+              "level": "level (sparsity, or clusters)"}
+    if x == "level" and all(r["technique"] == "prune" for r in rows):
+        labels["level"] = "target sparsity"
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    elif x == "level" and all(r["technique"] == "cluster" for r in rows):
+        labels["level"] = "clusters"
+        ax.invert_xaxis()
+    ax.set_xlabel(labels.get(x, x))
+    ax.set_ylabel(mpl_text(f"{name} ({metric.direction})", 40))
+    if metric.fraction:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(mpl_text(f"{name[:1].upper() + name[1:]} against "
+                          + labels.get(x, x).split(" (")[0], 40), fontsize=10)
+    return ax
+
+
+def _sweep_x(row: dict[str, Any], x: str) -> float:
+    if x == "level":
+        return float(row["level"])
+    return float(row[x])

@@ -62,6 +62,7 @@ from compresswidgets.variant import Context, Variant
 if TYPE_CHECKING:
     from compresswidgets.benchmarking import BenchmarkReport
     from compresswidgets.sensitivity import Sensitivity
+    from compresswidgets.sweeps import Sweep
 
 __all__ = ["Comparison", "VariantsChange", "Workbench"]
 
@@ -192,6 +193,9 @@ class Workbench:
         self._lock = threading.Lock()
         self._scratch: str | None = None
         self._sensitivity_cache: dict[tuple, tuple[float, int]] = {}
+        #: the last sensitivity run with pruning levels, by base name (search uses it)
+        self._measured_sensitivity: dict[str, Sensitivity] = {}
+        self._sweeps: list[Sweep] = []
 
     # ------------------------------------------------------------------ variants
     @property
@@ -336,17 +340,20 @@ class Workbench:
         return dict(zip(renamed, value.values(), strict=True))
 
     def _made(self, label: str, params: Any, base: Variant, done: _jobs.TechniqueResult,
-              code_step: str, mode: str = "float32") -> Variant:
-        """The Variant of a technique's result: everything it holds is given here."""
+              code_step: str, mode: str = "float32", *, recipe: dict[str, Any] | None = None,
+              metrics: dict[str, Any] | None = None) -> Variant:
+        """The Variant of a technique's result: everything it holds is given here (``recipe``
+        adds to the parameters' recipe, e.g. a sweep's seed; ``metrics`` were measured)."""
         notes = self._user_text(*params.notes, *done.notes)
         error = done.conversion_error if mode == "qat" else None  # else: converted on use,
         if isinstance(error, str):  # where a SavedModel export is the fallback
             error = tfl.summarise(mode, error)
         if error is not None:
             notes = (*notes, f"{error} The QAT Keras model is kept.")
-        return Variant(label, params.as_dict(), parent=base, keras_model=done.model,
-                       tflite=done.tflite, mode=mode, context=self._context, notes=notes,
-                       code_step=code_step, conversion_error=error)
+        return Variant(label, {**params.as_dict(), **(recipe or {})}, parent=base,
+                       keras_model=done.model, tflite=done.tflite, mode=mode,
+                       context=self._context, notes=notes, code_step=code_step,
+                       conversion_error=error, metrics=metrics)
 
     def _add(self, variant: Variant) -> Variant:
         with self._lock:
@@ -605,12 +612,15 @@ class Workbench:
             return (tuple(e.named(self.user_name) for e in report.errors),
                     tfl.evaluate(report.tflite, x, y, self.metric), "")
 
-        return sens.run(model, self.data.x_test, self.data.y_test, self.metric,
-                        base=base_variant.name, techniques=techniques, levels=levels,
-                        samples=samples, layers=layers, cache=self._sensitivity_cache,
-                        progress=progress, user_name=self.user_name,
-                        base_gzipped_bytes=base_variant.gzipped_bytes,
-                        int8_errors=int8_errors)
+        measured = sens.run(model, self.data.x_test, self.data.y_test, self.metric,
+                            base=base_variant.name, techniques=techniques, levels=levels,
+                            samples=samples, layers=layers, cache=self._sensitivity_cache,
+                            progress=progress, user_name=self.user_name,
+                            base_gzipped_bytes=base_variant.gzipped_bytes,
+                            int8_errors=int8_errors)
+        if "prune" in measured.levels and measured.complete:
+            self._measured_sensitivity[base_variant.name] = measured
+        return measured
 
     def apply_suggestion(self, suggestion: Mapping[str, Any], *, epochs: int = 2,
                          base: Variant | str | None = None,
@@ -653,6 +663,138 @@ class Workbench:
             current = self.quantize("int8", keep_float=list(suggestion["keep_float"]) or None,
                                     base=current)
         return current
+
+    # ------------------------------------------------------------------ sweeps
+    @_releasing
+    def sweep(self, prune: Any = None, cluster: Any = None, *, epochs: int = 2,
+              then: Any = None, base: Variant | str | None = None, executor: Any = None,
+              progress: Callable[[Any], Any] | None = None, seed: int = 0,
+              layers: LayerSelection = None, max_workers: int | None = None,
+              threads: int | None = None, max_candidates: int = 24) -> Sweep:
+        """Many candidates at once: prune and/or cluster the base at each level, fine-tune
+        each with the same seed, convert, and optionally quantize it after training; in
+        parallel worker processes, or on any ``concurrent.futures.Executor`` (a Dask
+        cluster through ``Client.get_executor()``). Every result is an ordinary variant.
+
+        Args:
+            prune: target sparsities, e.g. ``[0.5, 0.7, 0.8]``.
+            cluster: numbers of clusters, e.g. ``[32, 16, 8]``; with ``prune`` a grid: each
+                number of clusters on each pruned variant (sparsity preserved).
+            epochs: fine-tuning epochs of every candidate.
+            then: post-training steps for each candidate: some of ``"dynamic"``,
+                ``"float16"``, ``"int8"`` (each its own variant, child of the candidate).
+            base: the variant (or its name) to start from; None is the original.
+            executor: None: local worker processes (:func:`~compresswidgets.sweeps.pool_size`
+                chooses how many from the cores and the memory; ``max_workers`` overrides);
+                or an Executor. Models that cannot travel (custom layers, a notebook loss)
+                run one after another in the kernel when ``executor`` is None.
+            progress: called with a :class:`~compresswidgets.sweeps.SweepProgress` when a
+                candidate starts, finishes (and, on local workers, after each batch); its
+                ``stop()`` cancels the candidates not finished; the finished ones are kept.
+            seed: every candidate's fine-tuning seed (recorded in its recipe and code), so a
+                rerun, or the same sweep on another executor, gives the same numbers.
+            layers: as for :meth:`prune` (names, a predicate, or None for the default).
+            max_workers: the number of local workers (default: by cores and memory).
+            threads: TensorFlow threads per candidate (default: the cores over the local
+                workers; 1 on another executor).
+            max_candidates: a larger sweep is refused, with its size and an estimate of its
+                time, until you raise this.
+
+        Returns:
+            A :class:`~compresswidgets.sweeps.Sweep`: ``rows``, ``front()``, ``best()``,
+            ``plot()``; its variants are also in :attr:`variants`.
+
+        Example:
+            >>> sw = wb.sweep(prune=[0.5, 0.7, 0.8], epochs=2, then="int8")  # doctest: +SKIP
+            >>> [v.name for v in sw.front()]                                   # doctest: +SKIP
+        """
+        from compresswidgets import _sweep_engine
+        from compresswidgets import sweeps as sw
+
+        prune_levels = sw.check_levels("prune", prune, sw._sparsity)
+        cluster_levels = sw.check_levels("cluster", cluster, sw._clusters)
+        if not prune_levels and not cluster_levels:
+            raise ValueError("A sweep needs levels to try, but got neither prune= nor cluster=. "
+                             "Pass e.g. wb.sweep(prune=[0.5, 0.7, 0.8]) or cluster=[32, 16, 8].")
+        then_modes = sw.check_then(then)
+        check_number("epochs", epochs, 0, 1000, integer=True,
+                     hint="Pass the fine-tuning epochs of every candidate, e.g. epochs=2.")
+        check_number("seed", seed, 0, 2**31 - 1, integer=True, hint="Pass e.g. seed=0.")
+        check_number("max_candidates", max_candidates, 1, 100_000, integer=True,
+                     hint="Pass how many candidates you accept, e.g. max_candidates=48.")
+        if threads is not None:
+            check_number("threads", threads, 1, 256, integer=True, hint="Pass e.g. threads=1.")
+        if executor is not None:
+            _sweep_engine.check_executor(executor)
+        base_variant = self._base(base, "A sweep")
+        model = self._tfmot_model(base_variant, "A sweep")
+        candidates = sw.plan(prune_levels, cluster_levels, then_modes, base_variant)
+        if len(candidates) > max_candidates:
+            workers = sw.pool_size(sw.worker_bytes(model, self.data), len(candidates),
+                                   max_workers) if executor is None else 1
+            minutes = _sweep_engine.estimate_seconds(
+                model, self.data, epochs, self.batch_size, len(candidates), workers) / 60
+            grid = (f"{len(prune_levels)} prune + {len(prune_levels)} x {len(cluster_levels)} "
+                    "cluster" if prune_levels and cluster_levels else "one per level")
+            raise ValueError(
+                f"This sweep has {len(candidates)} candidates ({grid}), each fine-tuned for "
+                f"{epochs} epoch(s): about {minutes:.0f} minutes on {workers} worker(s) by a "
+                f"rough estimate, over the limit of max_candidates={max_candidates}. Pass "
+                f"max_candidates={len(candidates)} to run it anyway, or fewer levels.")
+        engine = _sweep_engine.Engine(
+            self, base_variant, candidates, epochs=int(epochs), seed=int(seed),
+            layers=self._user_layers(layers), executor=executor, progress=progress,
+            max_workers=max_workers, threads=threads)
+        result = engine.run()
+        self._sweeps.append(result)
+        return result
+
+    @property
+    def sweeps(self) -> tuple[Sweep, ...]:
+        """Every :meth:`sweep` and :meth:`search` so far (a search's rounds, then all its
+        rows as one Sweep), oldest first."""
+        return tuple(self._sweeps)
+
+    @_releasing
+    def search(self, max_drop: float = 0.01, *, objective: str = "gzipped_bytes",
+               budget: int = 12, epochs: int = 2, then: Any = "default",
+               base: Variant | str | None = None, executor: Any = None,
+               progress: Callable[[Any], Any] | None = None, seed: int = 0,
+               sensitivity: Sensitivity | None = None,
+               max_workers: int | None = None) -> Variant | None:
+        """The smallest (or fastest) variant whose metric stays within ``max_drop`` of the
+        original's, found by pruning in parallel rounds (see :mod:`compresswidgets.search`):
+        a spread of sparsities, then bisection towards the highest sparsity that qualifies,
+        uniform and, when :meth:`sensitivity` was measured with pruning on this base (or
+        ``sensitivity`` is given), per-layer targets from its suggestion. Every candidate is
+        an ordinary variant; all of them are in ``wb.sweeps[-1]``.
+
+        Args:
+            max_drop: the largest metric drop accepted (in the metric's direction).
+            objective: ``"gzipped_bytes"``, ``"size_bytes"``, or ``"median_ms"`` (the
+                qualifying variants benchmarked in LiteRT at the end, one thread).
+            budget: candidates to fine-tune at most (the post-training steps are free).
+            epochs: fine-tuning epochs of each candidate.
+            then: post-training steps of each candidate; default ``["int8"]``; None: float.
+            base, executor, progress, seed, max_workers: as for :meth:`sweep`; a Stop
+                ends the search with the best so far.
+            sensitivity: a :class:`Sensitivity` with pruning levels to guide the search.
+
+        Returns:
+            The best qualifying variant; None when stopped before one qualified.
+
+        Raises:
+            ValueError: no candidate qualified (all of them are kept in the Workbench).
+
+        Example:
+            >>> best = wb.search(max_drop=0.01, budget=12)   # doctest: +SKIP
+        """
+        from compresswidgets.search import search
+
+        return search(self, max_drop=max_drop, objective=objective, budget=budget,
+                      epochs=epochs, then=then, base=base, executor=executor,
+                      progress=progress, seed=seed, sensitivity=sensitivity,
+                      max_workers=max_workers)
 
     # ------------------------------------------------------------------ measuring
     def benchmark(self, variants: list[Variant] | None = None,

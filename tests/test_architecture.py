@@ -11,7 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "compresswidgets"
 CORE = ("inspection", "workbench", "variant", "techniques", "tflite", "benchmarking",
         "_converter", "_jobs", "_process", "_bridge", "_keras", "_data", "_training",
-        "preview", "plots", "demo", "loading")
+        "preview", "plots", "demo", "loading", "sweeps", "_sweep_engine", "_candidate",
+        "sensitivity")
 
 
 def _module(path: Path) -> str:

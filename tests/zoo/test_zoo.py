@@ -106,6 +106,25 @@ def test_clustering_leaves_at_most_the_clusters(zoo):
     assert math.isfinite(c.accuracy)
 
 
+def test_a_sweep_runs_on_the_family(zoo):
+    """A one-candidate sweep with a post-training step: in a worker process, or in the
+    kernel for a model that cannot travel (custom layers), with the same numbers as the
+    variants it adds."""
+    z, wb, _ = zoo
+    result = wb.sweep(prune=[0.5], epochs=1, then="float16", max_workers=1)
+    assert [r["error"] for r in result.rows] == [None, None], result.rows
+    custom = any(not type(layer).__module__.startswith("tf_keras.")
+                 for layer in wb.original.keras_model.layers)
+    assert result.executor == ("kernel" if custom else "local")
+    pruned, f16 = result.variants
+    for name in pruned.recipe["layers"]:
+        kernel = kernel_of(pruned.keras_model.get_layer(name)).numpy()
+        assert abs(float(np.mean(kernel == 0)) - 0.5) <= 0.02, name
+    assert f16.parent is pruned and f16.size_bytes < pruned.size_bytes
+    assert close(f16.accuracy, pruned.keras_accuracy, wb.metric, len(z.data[2]))
+    assert result.rows[1]["metric"] == f16.accuracy
+
+
 def test_sensitivity_measures_every_layer_it_can_touch(zoo):
     z, wb, _ = zoo
     before = wb.variants

@@ -1,0 +1,175 @@
+"""One candidate of a sweep, as it runs in whatever process runs it: a local worker (a
+:class:`~compresswidgets._process.WorkerPool` job), a Dask worker, or the kernel.
+
+Only :func:`run_candidate` is called from outside; it is a module-level function, so an
+executor sends it by reference (the worker needs compresswidgets installed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+
+from compresswidgets import _converter, _keras, _process
+from compresswidgets._jobs import _error
+
+__all__ = ["run_candidate"]
+
+
+#: the shared part of a sweep (base model, data, settings) as loaded here, by its key
+_shared: dict[str, dict[str, Any]] = {}
+#: one candidate at a time per process: the seed and TensorFlow's settings are global
+_candidate_lock = threading.Lock()
+
+
+def run_candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """One candidate of a sweep, wherever it runs: a local worker, a Dask worker, the kernel.
+
+    ``shared`` is what every candidate of the sweep has in common, loaded once per process
+    (by ``shared["key"]``): the base model (``folder`` with ``model.json`` and ``weights.npz``
+    and ``data.npz``, or ``model_json``/``weights``/``data`` inline, or ``live`` objects in the
+    kernel). ``job`` is the candidate: ``technique``
+    (``"prune"``/``"cluster"``), validated ``params``, ``seed``, ``threads``, an optional
+    ``model`` (``{"json", "weights"}``: a base other than the shared one) and ``then``
+    (``[(mode, representative_samples)]``, post-training conversions).
+
+    Never raises: the answer has the stripped model (``json``, ``weights``), ``notes``, the
+    float ``tflite`` (or ``conversion_error``), ``y_pred`` on the test split, ``then``
+    (``{mode: {"tflite", "y_pred"} | {"error"}}``), or ``error`` (and ``type``, ``trace``),
+    or ``stopped``; always ``seconds``, ``host`` and ``pid``.
+    """
+    import socket
+    import time
+
+    with _candidate_lock:
+        start = time.perf_counter()
+        try:
+            loaded = _load_shared(shared)
+            if loaded["here"]:
+                answer = _candidate(loaded, job)
+            else:  # a Dask worker's stderr is the user's terminal: no native noise there
+                with _keras._quiet_native_logs():
+                    answer = _candidate(loaded, job)
+        except Exception as exc:
+            answer = ({"stopped": True} if type(exc).__name__ == "TrainingStopped"
+                      else _error(exc))
+        answer.update(seconds=time.perf_counter() - start, host=socket.gethostname(),
+                      pid=os.getpid())
+        return answer
+
+
+def _load_shared(shared: dict[str, Any]) -> dict[str, Any]:
+    from compresswidgets._data import Data
+
+    key = shared["key"]
+    if key in _shared:
+        return _shared[key]
+    if "live" in shared:  # in the kernel: the user's own objects
+        loaded = dict(shared["live"], here=True)
+    else:
+        if "folder" in shared:
+            folder = shared["folder"]
+            with open(os.path.join(folder, "model.json")) as fh:
+                model_json = fh.read()
+            with np.load(os.path.join(folder, "weights.npz")) as npz:
+                weights = [npz[f"w{i}"] for i in range(len(npz.files))]
+            with np.load(os.path.join(folder, "data.npz")) as npz:
+                arrays = (npz["x_train"], npz["y_train"], npz["x_test"])
+        else:
+            model_json, weights, arrays = shared["model_json"], shared["weights"], shared["data"]
+        x_train, y_train, x_test = arrays
+        loaded = {"model": {"json": model_json, "weights": weights},
+                  "data": Data(x_train, y_train, x_test, y_train[:0]), "here": False}
+    _shared.clear()  # one sweep at a time per process: free the last one's arrays
+    _shared[key] = loaded
+    return loaded
+
+
+def _model_from(description: Any) -> Any:
+    """A fresh model: from ``{"json", "weights"}``, or a clone of a live one."""
+    if isinstance(description, dict):
+        with _keras._quiet_native_logs():
+            model = _keras.keras().models.model_from_json(description["json"])
+        model.set_weights(description["weights"])
+        return model
+    from compresswidgets.techniques._common import clone_with_weights
+
+    return clone_with_weights(description)
+
+
+def _deterministic(threads: int | None) -> None:
+    """The same numbers in any worker process: its TensorFlow threads, set before the
+    runtime starts (a pool's processes have them from their environment), and op
+    determinism. Not in the user's kernel."""
+    tf = _keras.tf()
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # started already: by an earlier candidate with these threads
+            pass
+    tf.config.experimental.enable_op_determinism()
+
+
+def _candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    from compresswidgets import tflite as tfl
+    from compresswidgets._training import CompileSettings, Progress, release_traces
+    from compresswidgets.techniques import clustering, pruning, quantization
+    from compresswidgets.variant import keras_predict
+
+    here, data = shared["here"], shared["data"]
+    module = {"prune": pruning, "cluster": clustering}[job["technique"]]
+    if not here:
+        _deterministic(job.get("threads"))
+    model = _model_from(job.get("model") or shared["model"])
+    _keras.keras().utils.set_random_seed(int(job["seed"]))
+
+    def progress(p: Progress) -> None:
+        if _process.report({"label": job.get("label"), **dataclasses.asdict(p)}):
+            p.stop()
+
+    stopper = job.get("stop")  # in the kernel: the sweep's own stop request
+    if stopper is not None:
+        def progress(p: Progress) -> None:
+            if stopper.is_set():
+                p.stop()
+
+    settings = job["settings"]
+    if isinstance(settings, dict):
+        settings = CompileSettings.from_wire(settings)
+    result, notes = module.apply(model, data, job["params"], settings, progress)
+    answer: dict[str, Any] = {"json": result.to_json(), "weights": result.get_weights(),
+                              "notes": list(notes), "y_pred": keras_predict(result, data.x_test),
+                              "then": {}}
+    if here:
+        answer["model"] = result
+    with tempfile.TemporaryDirectory(prefix="cw-candidate-") as folder:
+        for mode, samples in [("float32", 0), *job.get("then", ())]:
+            rep_path = None
+            if samples:
+                rep_path = os.path.join(folder, f"{mode}.npy")
+                np.save(rep_path, quantization.representative(data, samples))
+            try:
+                if here:  # the kernel's door: the conversion itself runs in the worker
+                    blob = tfl.convert(result, mode, None if rep_path is None
+                                       else np.load(rep_path))
+                else:
+                    blob, _ = _converter.convert_keras(result, mode, rep_path)
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                if mode == "float32":
+                    answer["conversion_error"] = message
+                else:
+                    answer["then"][mode] = {"error": message}
+                continue
+            if mode == "float32":
+                answer["tflite"] = blob
+            else:
+                answer["then"][mode] = {"tflite": blob, "y_pred": tfl.predict(blob, data.x_test)}
+    release_traces(result)
+    return answer
