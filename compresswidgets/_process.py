@@ -318,6 +318,7 @@ class WorkerPool(concurrent.futures.Executor):
         self._dispatchers: list[threading.Thread] = []
         self._running: set[int] = set()
         self._live: list[_Item] = []
+        self._processes: list[_Process] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -351,9 +352,10 @@ class WorkerPool(concurrent.futures.Executor):
             process.stop()
 
     def pids(self) -> list[int]:
-        """The process ids of the running workers (to stop them by id, as tests do)."""
+        """The process ids of the pool's live worker processes (to stop them by id, as
+        tests do, or to read their memory)."""
         with self._lock:
-            return [i.process.proc.pid for i in self._live if i.process is not None]
+            return [p.proc.pid for p in self._processes if p.proc.poll() is None]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -384,9 +386,7 @@ class WorkerPool(concurrent.futures.Executor):
                     continue
                 limit = recycle_bytes()
                 if process is None or not process.usable(limit):
-                    if process is not None:
-                        process.close()
-                    process = _Process(self.threads)
+                    process = self._replace(process)
                 item.process = process
                 with self._lock:
                     self._live.append(item)
@@ -414,3 +414,13 @@ class WorkerPool(concurrent.futures.Executor):
         finally:
             if process is not None:
                 process.close()
+
+    def _replace(self, old: _Process | None) -> _Process:
+        """A new process in place of ``old`` (closed, if any)."""
+        if old is not None:
+            old.close()
+        new = _Process(self.threads)
+        with self._lock:
+            self._processes = [p for p in self._processes if p is not old and
+                               p.proc.poll() is None] + [new]
+        return new

@@ -13,22 +13,24 @@ from compresswidgets.widgets.inspector import WeightInspector
 from compresswidgets.widgets.pruning import PruningPanel
 from compresswidgets.widgets.quantization import QuantizationPanel
 from compresswidgets.widgets.sensitivity import SensitivityPanel
+from compresswidgets.widgets.sweep import SweepPanel
 
 if TYPE_CHECKING:
     from compresswidgets.workbench import VariantsChange
 
 __all__ = ["Studio"]
 
-TABS = ("Inspect", "Sensitivity", "Prune", "Cluster", "Quantize", "Benchmark")
+TABS = ("Inspect", "Sensitivity", "Prune", "Cluster", "Quantize", "Benchmark", "Sweep")
 
 
 class Studio(widgets.VBox):
-    """Inspect, find the sensitive layers, prune, cluster, quantize and benchmark one model,
-    in tabs.
+    """Inspect, find the sensitive layers, prune, cluster, quantize, benchmark and sweep one
+    model, in tabs.
 
     All tabs share one :class:`~compresswidgets.Workbench`, so techniques chain: a variant made
     in one tab is offered as the base of the next, and every variant is listed below the
-    tabs against the original. The model you pass is only read.
+    tabs against the original. "Use as base" in the Sweep tab makes one of its variants the
+    base of the Sensitivity, Prune, Cluster and Quantize tabs. The model you pass is only read.
 
     Example:
         >>> model, data = cw.demo_model()      # doctest: +SKIP
@@ -72,6 +74,7 @@ class Studio(widgets.VBox):
         self.cluster = ClusteringPanel(workbench)
         self.quantize = QuantizationPanel(workbench)
         self.benchmark = BenchmarkPanel(workbench)
+        self.sweep = SweepPanel(workbench)
         self._inspect_pick = widgets.Dropdown(
             description="Variant", tooltip="The variant whose Keras weights are inspected")
         self._inspect_error = widgets.HTML()
@@ -79,7 +82,8 @@ class Studio(widgets.VBox):
         self._inspect = widgets.VBox([self._inspect_pick, self._inspect_error, self.inspector])
         self.tabs = widgets.Tab(children=[self._inspect, self.sensitivity, self.prune,
                                           self.cluster,
-                                          self.quantize, self.benchmark], titles=TABS)
+                                          self.quantize, self.benchmark, self.sweep],
+                                titles=TABS)
         self._variants = widgets.HTML()
         self._variants.add_class("cw-variants")
         self._busy = widgets.HTML()
@@ -88,6 +92,7 @@ class Studio(widgets.VBox):
         for panel in self._jobs:
             panel.observe(self._on_job, names=["running"])
         workbench.observe(self._on_variants)  # the panels observe it too
+        self.sweep.observe(self._on_chosen, names=["chosen"])
         self._refresh_inspect_options()
         self._inspect_pick.observe(self._on_inspect_pick, names=["value"])
         self._draw_variants()
@@ -95,13 +100,23 @@ class Studio(widgets.VBox):
     @property
     def panels(self) -> tuple[Any, ...]:
         return (self.inspector, self.sensitivity, self.prune, self.cluster, self.quantize,
-                self.benchmark)
+                self.benchmark, self.sweep)
 
     @property
     def _jobs(self) -> dict[Any, str]:
         """Panels that run jobs, and their tab titles."""
         return {self.sensitivity: "Sensitivity", self.prune: "Prune", self.cluster: "Cluster",
-                self.quantize: "Quantize", self.benchmark: "Benchmark"}
+                self.quantize: "Quantize", self.benchmark: "Benchmark", self.sweep: "Sweep"}
+
+    def _on_chosen(self, change: Any) -> None:
+        """A variant picked in the Sweep tab becomes the base of the technique tabs."""
+        import traitlets
+
+        for panel in (self.sensitivity, self.prune, self.cluster, self.quantize):
+            try:
+                panel.base = change["new"]
+            except traitlets.TraitError:  # e.g. a panel that cannot start from it
+                continue
 
     def _on_job(self, _change: Any = None) -> None:
         """One job at a time: while a tab runs, the others are ``blocked`` (and say why)."""
