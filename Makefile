@@ -49,6 +49,7 @@ bench: venv  ## speed targets: each prints its ratio against a floor measured in
 	$(BIN)/python benchmarks/bench_preview.py
 	$(BIN)/python benchmarks/bench_bridge.py
 	$(BIN)/python benchmarks/bench_convert.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 results: venv  ## docs/results.md: accuracy and sizes of every technique on the demo model
 	$(BIN)/python benchmarks/results_table.py

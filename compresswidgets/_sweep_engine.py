@@ -141,10 +141,12 @@ class Engine:
                    "defined in a notebook) cannot be rebuilt in a worker process."))
         elif executor is None:
             self.kind = "local"
-            per_worker = sw.worker_bytes(self.model, wb.data)
-            self.workers = sw.pool_size(per_worker, len(candidates), max_workers)
-            self.threads = threads or max(1, _process.cpu_count() // self.workers)
-            self.executor = sw.local_pool(self.workers, self.threads)
+            # the pool (and so the threads of a candidate) does not depend on how many
+            # candidates this sweep has: the same numbers for a level in any sweep
+            possible = sw.pool_size(sw.worker_bytes(self.model, wb.data), 1 << 20, max_workers)
+            self.workers = min(possible, len(candidates))
+            self.threads = threads or max(1, _process.cpu_count() // possible)
+            self.executor = sw.local_pool(possible, self.threads)
         else:
             check_executor(executor)
             if not portable:

@@ -94,8 +94,8 @@ _pool: _process.WorkerPool | None = None
 
 
 def local_pool(workers: int, threads: int) -> _process.WorkerPool:
-    """The local pool, kept between sweeps (its processes keep TensorFlow imported) and made
-    anew when a sweep needs another size."""
+    """The local pool, kept between sweeps (its processes keep TensorFlow imported; a sweep
+    of fewer candidates starts fewer of them) and made anew for another size or threads."""
     global _pool
     with _pool_lock:
         if _pool is None or (_pool.max_workers, _pool.threads) != (workers, threads):

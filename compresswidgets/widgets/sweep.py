@@ -74,7 +74,7 @@ class SweepPanel(JobPanel):
         self._technique = widgets.ToggleButtons(options=TECHNIQUES, tooltips=[
             "prune at each sparsity", "cluster to each number of clusters",
             "each number of clusters on each pruned variant"],
-            style={"button_width": "110px"})
+            style={"button_width": "130px"})
         self._prune_levels = widgets.Text(description="Sparsities",
                                           layout=widgets.Layout(width="260px"))
         self._cluster_levels = widgets.Text(description="Clusters",
@@ -258,12 +258,11 @@ class SweepPanel(JobPanel):
                 self._show_result(result)
             except Exception as exc:
                 self._failed(exc)
-            final = esc(f"{len(result.rows)} variants in {result.seconds:.0f} s on "
-                        f"{result.workers or 'the executor'}'s worker(s)"
+            where = {"kernel": "one after another in the kernel",
+                     "local": f"on {result.workers} local worker(s)"}.get(
+                         result.executor, "on the executor's workers")
+            final = esc(f"{len(result.rows)} variants in {result.seconds:.0f} s {where}"
                         + ("" if result.complete else " (stopped: the finished are kept)"))
-            if result.executor == "kernel":
-                final = esc(f"{len(result.rows)} variants in {result.seconds:.0f} s, one "
-                            "after another in the kernel")
         finally:
             self._finished(final)
 

@@ -30,7 +30,8 @@ def tab(page, studio, title: str):
     studio.locator(".lm-TabBar-tab", has_text=title).first.click()
     panel = {"Prune": ".cw-pruning-panel", "Cluster": ".cw-clustering-panel",
              "Quantize": ".cw-quantization-panel", "Benchmark": ".cw-benchmark-panel",
-             "Inspect": ".cw-weight-inspector", "Sensitivity": ".cw-sensitivity-panel"}[title]
+             "Inspect": ".cw-weight-inspector", "Sensitivity": ".cw-sensitivity-panel",
+             "Sweep": ".cw-sweep-panel"}[title]
     located = studio.locator(panel)
     located.wait_for(state="visible", timeout=30_000)
     return located
@@ -195,6 +196,54 @@ def test_studio_sensitivity_measure_and_apply(page, lab):
     result = panel.locator(".cw-result").inner_text()
     assert "gzipped: got" in result and "expected" in result, result
     assert "per layer" in studio.locator(".cw-variants").inner_text()
+
+
+def field(page, panel, label: str):
+    """The input of the text or number field described by ``label``."""
+    return panel.locator(".widget-inline-hbox", has=page.locator("label", has_text=label)) \
+        .first.locator("input")
+
+
+def test_studio_sweep_grows_its_plot_and_hands_a_base_to_the_other_tabs(page, lab):
+    """Run a sweep: a row per candidate, points on the plot before the sweep ends, the
+    front; then Use as base makes a swept variant the Prune tab's base."""
+    studio = open_studio(page, lab, "studio_app.ipynb")
+    panel = tab(page, studio, "Sweep")
+    for label, value in (("Sparsities", "0.5, 0.7, 0.8, 0.9"), ("Epochs", "1")):
+        box = field(page, panel, label)
+        box.fill(value)
+        box.press("Enter")
+    page.wait_for_function("el => /prune=\\[0.5, 0.7, 0.8, 0.9\\], epochs=1/.test(el.innerText)",
+                           arg=panel.element_handle(), timeout=30_000)
+    panel.locator("button.widget-button", has_text="Run").click()
+    table = panel.locator(".cw-sweep-table")
+    page.wait_for_function("el => /queued|training/.test(el.innerText)",
+                           arg=table.element_handle(), timeout=240_000)
+    stop = panel.locator("button.widget-button", has_text="Stop")
+    plot = panel.locator("img.cw-sweep-plot")
+    # the first points are drawn while the other candidates still run (Stop still enabled)
+    page.wait_for_function(
+        "([img, stop]) => img.offsetParent !== null && img.naturalWidth > 0 && !stop.disabled",
+        arg=[plot.element_handle(), stop.element_handle()], polling=100, timeout=240_000)
+    partial = table.inner_text()
+    assert "done" in partial and re.search(r"queued|training", partial), partial
+    page.wait_for_function("el => /variants in \\d+ s/.test(el.innerText)",
+                           arg=panel.element_handle(), timeout=300_000)
+    wait_image(page, plot)
+    final = table.inner_text()
+    for name in ("prune 50%", "prune 90% > int8"):
+        assert name in final, final
+    assert "queued" not in final and "training" not in final
+    assert "Pareto front" in panel.locator(".cw-result").inner_text()
+    shoot(panel, "sweep-panel.png")
+    pick = panel.locator("select").last
+    pick.select_option("prune 70%")
+    panel.locator("button.widget-button", has_text="Use as base").click()
+    page.wait_for_function("el => /is the base of the other tabs/.test(el.innerText)",
+                           arg=panel.element_handle(), timeout=30_000)
+    prune = tab(page, studio, "Prune")
+    assert prune.locator("select").first.input_value() == "prune 70%"
+    assert "prune 90% > int8" in studio.locator(".cw-variants").inner_text()
 
 
 def test_studio_in_notebook_7(page, lab):
