@@ -41,6 +41,9 @@ MAX_JOBS = 64
 WORKER_MB = 2048
 #: The module the process runs.
 ENTRY = "compresswidgets._jobs"
+#: Seconds a :class:`WorkerPool` process may wait for a job before it is closed (its memory
+#: goes back; the next job starts a new one).
+IDLE_SECONDS = 120.0
 
 
 def recycle_bytes() -> int:
@@ -300,7 +303,8 @@ class WorkerPool(concurrent.futures.Executor):
     and returns a Future. ``fn`` must be a module-level function (it travels by reference);
     what it raises is the Future's exception; a process that dies makes it
     :class:`WorkerDied` and is replaced for the next job. Plain subprocesses, not
-    multiprocessing: scripts without a ``__main__`` guard work too.
+    multiprocessing: scripts without a ``__main__`` guard work too. A process idle for
+    ``idle_seconds`` is closed (the next job starts another).
 
     Example:
         >>> with WorkerPool(2) as pool:                        # doctest: +SKIP
@@ -308,12 +312,14 @@ class WorkerPool(concurrent.futures.Executor):
         2432902008176640000
     """
 
-    def __init__(self, max_workers: int, *, threads: int | None = 1) -> None:
+    def __init__(self, max_workers: int, *, threads: int | None = 1,
+                 idle_seconds: float = IDLE_SECONDS) -> None:
         if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
             raise ValueError(f"max_workers must be a whole number of at least 1, but got "
                              f"{max_workers!r}. E.g. WorkerPool(2).")
         self.max_workers = max_workers
         self.threads = threads
+        self.idle_seconds = idle_seconds
         self._items: queue.Queue[_Item | None] = queue.Queue()
         self._dispatchers: list[threading.Thread] = []
         self._running: set[int] = set()
@@ -379,7 +385,11 @@ class WorkerPool(concurrent.futures.Executor):
         process: _Process | None = None
         try:
             while True:
-                item = self._items.get()
+                try:
+                    item = self._items.get(timeout=self.idle_seconds if process else None)
+                except queue.Empty:  # idle: give its memory back until the next job
+                    process = self._replace(process, start=False)
+                    continue
                 if item is None:
                     return
                 if not item.future.set_running_or_notify_cancel():
@@ -415,12 +425,12 @@ class WorkerPool(concurrent.futures.Executor):
             if process is not None:
                 process.close()
 
-    def _replace(self, old: _Process | None) -> _Process:
-        """A new process in place of ``old`` (closed, if any)."""
+    def _replace(self, old: _Process | None, *, start: bool = True) -> _Process | None:
+        """A new process in place of ``old`` (closed, if any); none with ``start=False``."""
         if old is not None:
             old.close()
-        new = _Process(self.threads)
+        new = _Process(self.threads) if start else None
         with self._lock:
             self._processes = [p for p in self._processes if p is not old and
-                               p.proc.poll() is None] + [new]
+                               p.proc.poll() is None] + ([new] if new else [])
         return new

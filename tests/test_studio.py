@@ -15,7 +15,7 @@ def test_studio_chains_techniques_through_its_tabs(demo):
     live = weights_bytes(model)
     studio = cw.Studio(model, data)
     assert studio.tabs.titles == ("Inspect", "Sensitivity", "Prune", "Cluster", "Quantize",
-                                  "Benchmark")
+                                  "Benchmark", "Sweep")
     assert studio.workbench.original.keras_model is not model  # a private clone
     rows = table_rows(studio._variants.value)
     assert rows[0][:3] == ["variant", "technique", "base"] and rows[1][0] == "original"

@@ -92,7 +92,7 @@ def test_bad_input_lands_in_the_panel(wb):
     assert len(wb.variants) == before
     with pytest.raises(traitlets.TraitError, match="technique"):
         panel.technique = "distill"
-    with pytest.raises(traitlets.TraitError, match="not a variant a sweep can start from"):
+    with pytest.raises(traitlets.TraitError, match="not a variant it can start from"):
         panel.base = "nope"
 
 

@@ -317,3 +317,29 @@ def test_search_says_when_nothing_qualifies(wb, monkeypatch):
     assert len(wb.variants) > before  # what it made is kept
     with pytest.raises(ValueError, match="objective"):
         wb.search(objective="speed")
+
+
+def test_an_idle_pool_process_gives_its_memory_back():
+    import time
+
+    pool = _process.WorkerPool(1, idle_seconds=1.0)
+    try:
+        first = pool.submit(os.getpid).result(timeout=60)
+        assert pool.pids() == [first]
+        deadline = time.monotonic() + 30
+        while pool.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pool.pids() == []  # closed while idle
+        second = pool.submit(os.getpid).result(timeout=60)
+        assert second != first  # the next job started a new one
+        with pytest.raises(TypeError):
+            pool.submit(math.factorial, "x").result(timeout=60)  # its exception, in the Future
+    finally:
+        pool.shutdown()
+
+
+def test_search_for_latency_benchmarks_the_qualifying_variants(wb):
+    best = wb.search(max_drop=0.05, objective="median_ms", budget=2, epochs=0)
+    found = wb.sweeps[-1]
+    qualifying = {r["name"] for r in found.rows if r["error"] is None and r["drop"] <= 0.05}
+    assert best is not None and best.name in qualifying

@@ -194,6 +194,47 @@ class JobPanel(widgets.VBox):
         self._job.wait(timeout)
 
 
+class BasePanel(JobPanel):
+    """A JobPanel that starts from a variant of its Workbench: a Keras model, not quantized
+    (quantize last). ``base`` is validated against those and follows the Workbench: a variant
+    made anywhere is offered at once (after the panel's own run, not under the user's hand).
+    Subclasses set ``workbench`` and ``_base`` (the Dropdown) before linking them."""
+
+    base = traitlets.Unicode("original", help="name of the variant the panel starts from")
+    #: what the base is for, in the error message ("start from", "measure")
+    base_use = "start from"
+    workbench: Any
+    _base: widgets.Dropdown
+
+    def eligible_bases(self) -> list[str]:
+        """The variants the panel can start from."""
+        return [v.name for v in self.workbench.variants
+                if v.has_keras_model and not v.is_quantized]
+
+    @traitlets.validate("base")
+    def _valid_base(self, proposal: Any) -> str:
+        names = self.eligible_bases()
+        if proposal["value"] not in names:
+            raise traitlets.TraitError(
+                f"{type(self).__name__}.base = {proposal['value']!r} is not a variant it can "
+                f"{self.base_use}. Expected one of {', '.join(map(repr, names))} (Keras "
+                "variants of the Workbench, not quantized: quantize last): e.g. "
+                "panel.base = 'original'.")
+        return proposal["value"]
+
+    def refresh_variants(self) -> None:
+        """Offer every variant the panel can start from. Called whenever the Workbench adds
+        a variant; no need to call it yourself."""
+        names = self.eligible_bases()
+        with self._base.hold_sync():
+            self._base.options = names
+            self.base = self.base if self.base in names else "original"
+
+    def _on_variants(self, _change: Any = None) -> None:
+        if not self.running:  # a running panel refreshes when its run ends
+            self.refresh_variants()
+
+
 class FigureImage:
     """A matplotlib Figure (Agg, no pyplot state) shown through an ``ipywidgets.Image``."""
 

@@ -20,8 +20,8 @@ from compresswidgets.inspection import histogram_of
 from compresswidgets.plots import plot_histogram
 from compresswidgets.techniques._common import TINY, kernel_of, layer_size, select_layers
 from compresswidgets.widgets._controls import (
+    BasePanel,
     FigureImage,
-    JobPanel,
     error_html,
     esc,
     grid_html,
@@ -31,7 +31,7 @@ from compresswidgets.widgets._controls import (
 if TYPE_CHECKING:
     from compresswidgets._training import ProgressCallback
     from compresswidgets.variant import Variant
-    from compresswidgets.workbench import VariantsChange, Workbench
+    from compresswidgets.workbench import Workbench
 
 GREY, BLUE, GREEN = "#9aa5b1", "#3b75af", "#2a9d55"
 #: Above this fraction of zeros, histograms leave zeros out (they would dwarf the rest).
@@ -43,14 +43,13 @@ def _figure(css_class: str) -> FigureImage:
                        top=0.88)
 
 
-class TechniquePanel(JobPanel):
+class TechniquePanel(BasePanel):
     """Base of the technique panels; see PruningPanel, ClusteringPanel, QuantizationPanel.
 
     The panel follows its Workbench (``workbench.observe``): a variant made anywhere, by
     another panel or in code, is offered as a base at once.
     """
 
-    base = traitlets.Unicode("original", help="name of the variant the technique starts from")
     preview_layer = traitlets.Unicode("", help="layer whose histogram is previewed")
     made = traitlets.Unicode("", help="name of the last variant this panel made")
 
@@ -106,7 +105,7 @@ class TechniquePanel(JobPanel):
         self._code_box.selected_index = None
 
         # options before the links: a linked Dropdown must hold the trait's value
-        self._base.options = self._eligible_variants()
+        self._base.options = self.eligible_bases()
         layers = self._layers_of_base()
         self._preview.options = self._preview_options(layers)
         if layers:  # the biggest layer shows the most
@@ -144,16 +143,6 @@ class TechniquePanel(JobPanel):
     def _start_tooltip(self) -> str:
         return self.apply_tooltip
 
-    @traitlets.validate("base")
-    def _valid_base(self, proposal: Any) -> str:
-        names = self._eligible_variants()
-        if proposal["value"] not in names:
-            raise traitlets.TraitError(
-                f"{type(self).__name__}.base = {proposal['value']!r} is not a variant it can "
-                f"start from. Expected one of {', '.join(map(repr, names))} (Keras variants "
-                "of the Workbench; quantize last): e.g. panel.base = 'original'.")
-        return proposal["value"]
-
     @traitlets.validate("preview_layer")
     def _valid_preview_layer(self, proposal: Any) -> str:
         names = [name for _, name in self._preview.options]
@@ -183,23 +172,6 @@ class TechniquePanel(JobPanel):
         return True
 
     # ------------------------------------------------------------------ state
-    def refresh_variants(self) -> None:
-        """Offer every variant this technique can start from (Keras models, not quantized).
-        Called by the Workbench whenever it adds a variant; no need to call it yourself."""
-        names = self._eligible_variants()
-        current = self.base if self.base in names else "original"
-        with self._base.hold_sync():
-            self._base.options = names
-            self.base = current
-
-    def _on_variants(self, _change: VariantsChange) -> None:
-        if not self.running:  # a running panel refreshes when its run ends
-            self.refresh_variants()
-
-    def _eligible_variants(self) -> list[str]:
-        return [v.name for v in self.workbench.variants
-                if v.has_keras_model and not v.is_quantized]
-
     def _base_model(self) -> Any:
         return self.workbench[self.base].keras_model
 

@@ -11,9 +11,9 @@ from compresswidgets._training import Progress, TrainingStopped
 from compresswidgets.sensitivity import TECHNIQUES, Suggestion
 from compresswidgets.tflite import RMSE_SCALE_LIMIT, TYPICAL_STEPS_LIMIT
 from compresswidgets.widgets._controls import (
+    BasePanel,
     Bounded,
     FigureImage,
-    JobPanel,
     error_html,
     esc,
     grid_html,
@@ -22,7 +22,7 @@ from compresswidgets.widgets._controls import (
 
 if TYPE_CHECKING:
     from compresswidgets.sensitivity import Sensitivity
-    from compresswidgets.workbench import VariantsChange, Workbench
+    from compresswidgets.workbench import Workbench
 
 __all__ = ["SensitivityPanel"]
 
@@ -43,7 +43,7 @@ def parse_levels(text: str, technique: str) -> tuple[float, ...]:
     return values
 
 
-class SensitivityPanel(JobPanel):
+class SensitivityPanel(BasePanel):
     """Which layers can take it: each layer alone pruned, clustered or int8-rounded, one-shot
     (:meth:`Workbench.sensitivity`), as a heatmap and a sorted table; then the per-layer
     recipe :meth:`Sensitivity.suggest` makes for a metric budget, and "Apply suggestion",
@@ -54,7 +54,7 @@ class SensitivityPanel(JobPanel):
         >>> cw.SensitivityPanel(wb)             # doctest: +SKIP
     """
 
-    base = traitlets.Unicode("original", help="the variant to measure")
+    base_use = "measure"
     prune = traitlets.Bool(True, help="measure pruning")
     cluster = traitlets.Bool(True, help="measure clustering")
     int8 = traitlets.Bool(True, help="measure int8 (weights, and activation errors)")
@@ -132,7 +132,7 @@ class SensitivityPanel(JobPanel):
         self._suggested.add_class("cw-suggestion")
         self._result = widgets.HTML()
         self._result.add_class("cw-result")
-        self._base.options = self._eligible()
+        self._base.options = self.eligible_bases()
         traitlets.link((self, "base"), (self._base, "value"))
         self._run_button.on_click(lambda _: self.run())
         self._stop_button.on_click(lambda _: self.stop())
@@ -154,29 +154,6 @@ class SensitivityPanel(JobPanel):
         self.observe(self._on_running, names=["running"])
         self.observe(lambda _: self._suggest(), names=["max_drop", "target_sparsity"])
         workbench.observe(self._on_variants)
-
-    # ------------------------------------------------------------------ variants
-    def _eligible(self) -> list[str]:
-        return [v.name for v in self.workbench.variants
-                if v.has_keras_model and not v.is_quantized]
-
-    @traitlets.validate("base")
-    def _valid_base(self, proposal: Any) -> str:
-        names = self._eligible()
-        if proposal["value"] not in names:
-            raise traitlets.TraitError(
-                f"SensitivityPanel.base = {proposal['value']!r} is not a variant it can "
-                f"measure. Expected one of {', '.join(map(repr, names))} (Keras variants, not "
-                "quantized): e.g. panel.base = 'original'.")
-        return proposal["value"]
-
-    def _on_variants(self, _change: VariantsChange) -> None:
-        if self.running:
-            return
-        names = self._eligible()
-        with self._base.hold_sync():
-            self._base.options = names
-            self.base = self.base if self.base in names else "original"
 
     # ------------------------------------------------------------------ measuring
     def _request(self) -> tuple[tuple[str, ...], dict[str, tuple[Any, ...]]]:
@@ -322,7 +299,7 @@ class SensitivityPanel(JobPanel):
         self._apply.disabled = busy or self.suggestion is None or bool(self.blocked)
         self._base.disabled = busy
         if not busy:
-            self._on_variants(None)  # type: ignore[arg-type]
+            self.refresh_variants()
 
     def _on_blocked(self, _change: Any = None) -> None:
         super()._on_blocked(_change)

@@ -12,10 +12,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from compresswidgets.sweeps import THEN, Sweep, SweepProgress
 from compresswidgets.widgets._controls import (
+    BasePanel,
     Bounded,
     Choice,
     FigureImage,
-    JobPanel,
     error_html,
     esc,
     grid_html,
@@ -23,7 +23,7 @@ from compresswidgets.widgets._controls import (
 from compresswidgets.widgets.sensitivity import parse_levels
 
 if TYPE_CHECKING:
-    from compresswidgets.workbench import VariantsChange, Workbench
+    from compresswidgets.workbench import Workbench
 
 __all__ = ["SweepPanel"]
 
@@ -32,7 +32,7 @@ TECHNIQUES = ("prune", "cluster", "prune + cluster")
 TABLE_INTERVAL = 0.3
 
 
-class SweepPanel(JobPanel):
+class SweepPanel(BasePanel):
     """Many variants at once (:meth:`Workbench.sweep`): pick the technique, the levels, the
     epochs and the post-training steps; Run fine-tunes the candidates in parallel worker
     processes, with a row of progress per candidate and a plot that grows as they finish
@@ -44,7 +44,6 @@ class SweepPanel(JobPanel):
         >>> cw.SweepPanel(wb)                   # doctest: +SKIP
     """
 
-    base = traitlets.Unicode("original", help="the variant the candidates start from")
     technique = Choice("prune", TECHNIQUES, help="what the sweep varies")
     prune_levels = traitlets.Unicode("0.5, 0.7, 0.8, 0.9", help="sparsities, comma-separated")
     cluster_levels = traitlets.Unicode("32, 16, 8", help="numbers of clusters")
@@ -114,7 +113,7 @@ class SweepPanel(JobPanel):
                                    disabled=True, tooltip="Make it the base of the other tabs")
         self._summary = widgets.HTML()
         self._summary.add_class("cw-result")
-        self._base.options = self._eligible()
+        self._base.options = self.eligible_bases()
         traitlets.link((self, "base"), (self._base, "value"))
         self._run_button.on_click(lambda _: self.run())
         self._stop_button.on_click(lambda _: self.stop())
@@ -140,28 +139,6 @@ class SweepPanel(JobPanel):
         self._show_code()
 
     # ------------------------------------------------------------------ variants
-    def _eligible(self) -> list[str]:
-        return [v.name for v in self.workbench.variants
-                if v.has_keras_model and not v.is_quantized]
-
-    @traitlets.validate("base")
-    def _valid_base(self, proposal: Any) -> str:
-        names = self._eligible()
-        if proposal["value"] not in names:
-            raise traitlets.TraitError(
-                f"SweepPanel.base = {proposal['value']!r} is not a variant a sweep can start "
-                f"from. Expected one of {', '.join(map(repr, names))} (Keras variants, not "
-                "quantized): e.g. panel.base = 'original'.")
-        return proposal["value"]
-
-    def _on_variants(self, _change: VariantsChange | None) -> None:
-        if self.running:
-            return  # the options change at the end of the run, not under the user's hand
-        names = self._eligible()
-        with self._base.hold_sync():
-            self._base.options = names
-            self.base = self.base if self.base in names else "original"
-
     def _on_technique(self, _change: Any = None) -> None:
         self._prune_levels.layout.display = None if "prune" in self.technique else "none"
         self._cluster_levels.layout.display = None if "cluster" in self.technique else "none"
@@ -328,7 +305,7 @@ class SweepPanel(JobPanel):
         self._base.disabled = busy
         self._use.disabled = busy or not self._pick.options
         if not busy:
-            self._on_variants(None)
+            self.refresh_variants()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """Widget view where widgets render; the table and plot for nbconvert/GitHub."""
