@@ -118,7 +118,12 @@ def _deterministic(threads: int | None) -> None:
 
 def _candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     from compresswidgets import tflite as tfl
-    from compresswidgets._training import CompileSettings, Progress, release_traces
+    from compresswidgets._training import (
+        CompileSettings,
+        Progress,
+        release_traces,
+        seed_everything,
+    )
     from compresswidgets.techniques import clustering, pruning, quantization
     from compresswidgets.variant import keras_predict
 
@@ -127,7 +132,7 @@ def _candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     if not here:
         _deterministic(job.get("threads"))
     model = _model_from(job.get("model") or shared["model"])
-    _keras.keras().utils.set_random_seed(int(job["seed"]))
+    seed_everything(job["seed"])
 
     def progress(p: Progress) -> None:
         if _process.report({"label": job.get("label"), **dataclasses.asdict(p)}):

@@ -102,7 +102,7 @@ def _technique_job(payload: dict[str, Any], emit: Callable[[dict], None],
     """
     try:
         from compresswidgets._data import Data
-        from compresswidgets._training import CompileSettings, Progress
+        from compresswidgets._training import CompileSettings, Progress, seed_everything
         from compresswidgets.techniques import clustering, pruning, quantization
 
         technique = payload["technique"]
@@ -119,6 +119,7 @@ def _technique_job(payload: dict[str, Any], emit: Callable[[dict], None],
             if stop.is_set():
                 report.stop()
 
+        seed_everything(payload.get("seed"))
         result, notes = module.apply(model, data, payload["params"], settings, progress)
         if technique == "qat":  # a QAT model does not survive JSON: its weights only
             np.savez(os.path.join(payload["out_dir"], "weights.npz"),
@@ -267,7 +268,8 @@ _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "TypeError": Ty
 
 def technique(technique: str, model: Any, params: Any, settings: CompileSettings,
               train_file: str, progress: ProgressCallback | None = None, *,
-              rebuild: Callable[[Any], Any] | None = None) -> TechniqueResult:
+              rebuild: Callable[[Any], Any] | None = None,
+              seed: int | None = None) -> TechniqueResult:
     """Fine-tune ``model`` (a portable tf_keras model) with ``technique`` in the worker and
     convert the result, in one round trip.
 
@@ -285,7 +287,8 @@ def technique(technique: str, model: Any, params: Any, settings: CompileSettings
         os.mkdir(out_dir)
         write_model(model, model_dir)
         payload = {"technique": technique, "model_dir": model_dir, "out_dir": out_dir,
-                   "data": train_file, "params": params, "settings": settings.wire()}
+                   "data": train_file, "params": params, "settings": settings.wire(),
+                   "seed": seed}
 
         def on_progress(message: dict) -> bool:
             report = Progress(**message)

@@ -27,7 +27,7 @@ import numpy as np
 from compresswidgets import _candidate, _jobs, _keras, _process
 from compresswidgets import sweeps as sw
 from compresswidgets._keras import describe
-from compresswidgets._training import CompileSettings, compile_settings
+from compresswidgets._training import CompileSettings, compile_settings, seeded_code
 from compresswidgets.techniques import clustering, pruning, quantization
 from compresswidgets.techniques._common import LayerSelection, steps_per_epoch
 from compresswidgets.variant import Variant, keras_predict
@@ -358,8 +358,8 @@ class Engine:
             model.set_weights(answer["weights"])
         settings: CompileSettings = self.settings[c.technique]
         done = _jobs.TechniqueResult(model, tuple(answer["notes"]), answer.get("tflite"), None)
-        code = (f"keras.utils.set_random_seed({self.seed})  # the sweep's seed: same numbers "
-                "on a rerun\n" + MODULES[c.technique].code(c.params, settings))
+        code = seeded_code(MODULES[c.technique].code(c.params, settings), self.seed,
+                           "the sweep's seed: the same numbers on a rerun")
         variant = wb._made(wb._unique(c.label), c.params, c.base, done, code,
                            recipe={"seed": self.seed},
                            metrics={"keras_accuracy": metric(y_test, answer["y_pred"])})

@@ -103,6 +103,19 @@ class CompileSettings:
         return self.metrics_code or repr(list(self.metrics))
 
 
+def seeded_code(code: str, seed: int | None, why: str = "the same numbers on a rerun") -> str:
+    """A fine-tuning step's code, seeded as it was run (unchanged without a seed)."""
+    if seed is None:
+        return code
+    return f"keras.utils.set_random_seed({int(seed)})  # {why}\n{code}"
+
+
+def seed_everything(seed: int | None) -> None:
+    """Python's, NumPy's and TensorFlow's generators (Keras' ``set_random_seed``)."""
+    if seed is not None:
+        _keras.keras().utils.set_random_seed(int(seed))
+
+
 def _short(value: Any) -> str:
     """float32 configs print as 0.0010000000474974513: show what the user typed."""
     return repr(float(f"{value:.7g}")) if isinstance(value, float) else repr(value)

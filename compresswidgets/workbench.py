@@ -49,6 +49,8 @@ from compresswidgets._training import (
     ProgressCallback,
     compile_settings,
     outputs_logits,
+    seed_everything,
+    seeded_code,
 )
 from compresswidgets.techniques import clustering, pruning, quantization
 from compresswidgets.techniques._common import (
@@ -367,15 +369,17 @@ class Workbench:
 
     # ------------------------------------------------------------------ running a technique
     def _apply(self, technique: str, model: Any, params: Any, settings: CompileSettings,
-               progress: ProgressCallback | None) -> _jobs.TechniqueResult:
+               progress: ProgressCallback | None, seed: int | None) -> _jobs.TechniqueResult:
         """Fine-tune in the worker process when the model can travel there (built-in tf_keras
         layers, a stock optimizer), and convert the result in the same round trip; else here
         (the variant then converts on first use). Either way on a private copy."""
         if self._offloadable(model, settings):
             return _jobs.technique(
                 technique, model, params, settings, self._train_file(), progress,
-                rebuild=lambda m: quantization.build_qat(clone_with_weights(m), params))
+                rebuild=lambda m: quantization.build_qat(clone_with_weights(m), params),
+                seed=seed)
         module = {"prune": pruning, "cluster": clustering, "qat": quantization}[technique]
+        seed_everything(seed)
         result, notes = module.apply(clone_with_weights(model), self.data, params, settings,
                                      progress)
         return _jobs.TechniqueResult(result, tuple(notes), None, None)
@@ -401,7 +405,8 @@ class Workbench:
               schedule: str = "polynomial",
               structure: str | None = None, layers: LayerSelection = None, epochs: int = 2,
               learning_rate: float | None = None, base: Variant | str | None = None,
-              progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
+              progress: ProgressCallback | None = None, name: str | None = None,
+              seed: int | None = None) -> Variant:
         """Magnitude pruning (tfmot ``prune_low_magnitude``), fine-tuned for ``epochs``.
 
         Args:
@@ -420,6 +425,8 @@ class Workbench:
             base: the variant (or its name) to start from; None is the original.
             progress: called after every batch with a :class:`Progress`; may stop the run.
             name: the new variant's name; default ``"prune 80%"`` (after the base's name).
+            seed: seeds the fine-tuning (``keras.utils.set_random_seed``; in the recipe and
+                the code), so that a rerun or a replayed recipe gives the same numbers.
 
         Returns:
             The new :class:`Variant`, also in :attr:`variants` (observers are told).
@@ -438,19 +445,23 @@ class Workbench:
                                   epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     pruning.DEFAULT_LEARNING_RATE)
-        done = self._apply("prune", model, params, settings, progress)
+        seed = _seed(seed)
+        done = self._apply("prune", model, params, settings, progress, seed)
         for note in done.notes:
             _warn(note)
         step = (f"prune {params.target_sparsity:.0%}" + (" per layer" if params.per_layer else "")
                 + (" 2:4" if structure else ""))
         return self._add(self._made(self._label(base_variant, step, name), params,
-                                    base_variant, done, pruning.code(params, settings)))
+                                    base_variant, done,
+                                    seeded_code(pruning.code(params, settings), seed),
+                                    recipe=_seed_recipe(seed)))
 
     @_releasing
     def cluster(self, clusters: int | Mapping[str, int] = 16, *, init: str = "kmeans++",
                 preserve_sparsity: bool = False, layers: LayerSelection = None, epochs: int = 1,
                 learning_rate: float | None = None, base: Variant | str | None = None,
-                progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
+                progress: ProgressCallback | None = None, name: str | None = None,
+                seed: int | None = None) -> Variant:
         """Weight clustering (tfmot ``cluster_weights``), fine-tuned for ``epochs``.
 
         Args:
@@ -466,6 +477,7 @@ class Workbench:
             base: the variant (or its name) to start from; None is the original.
             progress: called after every batch with a :class:`Progress`; may stop the run.
             name: the new variant's name; default ``"cluster 16"`` (after the base's name).
+            seed: as for :meth:`prune`.
 
         Returns and raises as :meth:`prune`.
         """
@@ -478,18 +490,22 @@ class Workbench:
                                      epochs=epochs, batch_size=self.batch_size)
         settings = compile_settings(self._reference, self.data, learning_rate,
                                     clustering.DEFAULT_LEARNING_RATE)
-        done = self._apply("cluster", model, params, settings, progress)
+        seed = _seed(seed)
+        done = self._apply("cluster", model, params, settings, progress, seed)
         step = (f"cluster {min(k for _, k in params.per_layer)}-{params.clusters} per layer"
                 if params.per_layer else f"cluster {params.clusters}")
         return self._add(self._made(self._label(base_variant, step, name), params,
-                                    base_variant, done, clustering.code(params, settings)))
+                                    base_variant, done,
+                                    seeded_code(clustering.code(params, settings), seed),
+                                    recipe=_seed_recipe(seed)))
 
     @_releasing
     def quantize(self, mode: str = "dynamic", *, representative_samples: int = 100,
                  keep_float: list[str] | None = None,
                  epochs: int = 1, layers: LayerSelection = None,
                  learning_rate: float | None = None, base: Variant | str | None = None,
-                 progress: ProgressCallback | None = None, name: str | None = None) -> Variant:
+                 progress: ProgressCallback | None = None, name: str | None = None,
+                 seed: int | None = None) -> Variant:
         """Quantize for TFLite.
 
         Modes: ``"dynamic"`` (int8 weights), ``"float16"``, ``"int8"`` (full integer with float
@@ -515,6 +531,7 @@ class Workbench:
                 variant cannot be a base: quantize last.
             progress: QAT only: called after every batch with a :class:`Progress`.
             name: the new variant's name; default the mode (after the base's name).
+            seed: QAT only: as for :meth:`prune`.
 
         Returns:
             The new :class:`Variant`, also in :attr:`variants` (observers are told).
@@ -539,7 +556,8 @@ class Workbench:
         if mode == "qat":
             settings = compile_settings(self._reference, self.data, learning_rate,
                                         quantization.DEFAULT_LEARNING_RATE)
-            done = self._apply("qat", model, params, settings, progress)
+            seed = _seed(seed)
+            done = self._apply("qat", model, params, settings, progress, seed)
             if done.tflite is None and done.conversion_error is None:
                 try:  # fine-tuned here: convert now, the size and accuracy need it
                     blob = tfl.convert(_keras.resolve(done.model), "qat")
@@ -547,7 +565,8 @@ class Workbench:
                 except tfl.ConversionError as exc:
                     done = dataclasses.replace(done, conversion_error=exc)
             variant = self._made(label, params, base_variant, done,
-                                 quantization.code(params, settings), mode="qat")
+                                 seeded_code(quantization.code(params, settings), seed),
+                                 mode="qat", recipe=_seed_recipe(seed))
             if variant.conversion_error is not None:
                 _warn(variant.notes[-1])
             return self._add(variant)
@@ -796,6 +815,47 @@ class Workbench:
                       progress=progress, seed=seed, sensitivity=sensitivity,
                       max_workers=max_workers)
 
+    # ------------------------------------------------------------------ recipes
+    def recipe(self, variants: list[Variant] | None = None) -> dict[str, Any]:
+        """How ``variants`` (default: all) were made, and the parents they need, as a plain
+        JSON-able dict: one step per variant (name, parent, technique, the method's
+        arguments, the seed of a seeded fine-tuning). :meth:`replay` rebuilds them.
+
+        Example:
+            >>> json.dump(wb.recipe(), open("recipe.json", "w"), indent=2)   # doctest: +SKIP
+        """
+        from compresswidgets.recipe import recipe_of
+
+        return recipe_of(self, variants)
+
+    @classmethod
+    def replay(cls, recipe: Any, model: Any, data: Any, *,
+               progress: ProgressCallback | None = None, **workbench_kwargs: Any) -> Workbench:
+        """A new Workbench of ``model`` and ``data`` with the recipe's variants made again,
+        with the same names, parents and arguments (same sparsity, clusters and sizes; the
+        metrics within the run-to-run noise of fine-tuning, none for seeded steps run the
+        same way).
+
+        Args:
+            recipe: what :meth:`recipe` returned, a path to it saved as JSON, or text such as
+                ``"prune 0.8 epochs=2, quantize int8"`` (each step on the one before).
+            model, data: as for ``Workbench(...)``; ``workbench_kwargs`` too (the recipe's
+                batch size is the default).
+            progress: for the fine-tuning steps, as for :meth:`prune`.
+
+        Raises:
+            ValueError, TypeError: a malformed recipe (the field at fault and what it should
+                be), before anything is made.
+        """
+        from compresswidgets.recipe import load, replay
+
+        checked = load(recipe)
+        if "batch_size" in checked:
+            workbench_kwargs.setdefault("batch_size", checked["batch_size"])
+        wb = cls(model, data, **workbench_kwargs)
+        replay(checked, wb, progress)
+        return wb
+
     # ------------------------------------------------------------------ measuring
     def benchmark(self, variants: list[Variant] | None = None,
                   **kwargs: Any) -> BenchmarkReport:
@@ -830,6 +890,17 @@ class Workbench:
                 "params": v.params, "sparsity": v.sparsity, "notes": " ".join(v.notes),
             })
         return rows
+
+
+def _seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    return int(check_number("seed", seed, 0, 2**31 - 1, integer=True,
+                            hint="Pass e.g. seed=0, or None for an unseeded fine-tuning."))
+
+
+def _seed_recipe(seed: int | None) -> dict[str, Any] | None:
+    return None if seed is None else {"seed": seed}
 
 
 def _same(value: Any) -> Any:

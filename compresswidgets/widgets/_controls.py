@@ -53,6 +53,16 @@ def grid_html(header: Iterable[str], rows: Iterable[Iterable[Any]],
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def download_link(name: str, mime: str, text: str) -> str:
+    """An <a download> of ``text`` as the file ``name`` (a data URI: works offline and in
+    Voila; ``name`` is made safe for a file system and escaped)."""
+    from compresswidgets.variant import safe_filename
+
+    data = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    safe = safe_filename(name)
+    return f'<a download="{esc(safe)}" href="data:{mime};base64,{data}">⬇ {esc(safe)}</a> '
+
+
 def _numeric(cell: Any) -> bool:
     text = str(cell).replace(",", "").replace("%", "").replace(" ", "").strip()
     try:

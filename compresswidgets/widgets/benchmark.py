@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 import time
@@ -22,6 +21,7 @@ from compresswidgets.widgets._controls import (
     Bounded,
     FigureImage,
     JobPanel,
+    download_link,
     error_html,
     esc,
     grid_html,
@@ -46,11 +46,6 @@ def _row(r: Any, metric: MetricSpec) -> tuple[Any, ...]:
             "–" if r.size_bytes is None else f"{r.size_bytes:,}",
             "–" if r.gzipped_bytes is None else f"{r.gzipped_bytes:,}",
             metric.format(r.accuracy), r.error)
-
-
-def _link(name: str, mime: str, text: str) -> str:
-    data = base64.b64encode(text.encode("utf-8")).decode("ascii")
-    return f'<a download="{name}" href="data:{mime};base64,{data}">⬇ {name}</a> '
 
 
 def _number(description: str, low: int, high: int, tooltip: str) -> widgets.BoundedIntText:
@@ -300,8 +295,9 @@ class BenchmarkPanel(JobPanel):
             if plot is not plot_tradeoff:  # (the trade-off plot makes room for its labels)
                 figure.ax.margins(x=0.05)
             figure.render()
-        self._downloads.value = (_link("benchmark.csv", "text/csv", report.to_csv())
-                                 + _link("benchmark.json", "application/json", report.to_json()))
+        self._downloads.value = (
+            download_link("benchmark.csv", "text/csv", report.to_csv())
+            + download_link("benchmark.json", "application/json", report.to_json()))
         self._results.layout.display = None
 
     # ------------------------------------------------------------------ saving

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from compresswidgets.widgets._controls import error_html, esc, grid_html
+from compresswidgets.widgets._controls import download_link, error_html, esc, grid_html
 from compresswidgets.widgets.benchmark import BenchmarkPanel
 from compresswidgets.widgets.clustering import ClusteringPanel
 from compresswidgets.widgets.inspector import WeightInspector
@@ -87,8 +87,11 @@ class Studio(widgets.VBox):
         self._variants = widgets.HTML()
         self._variants.add_class("cw-variants")
         self._busy = widgets.HTML()
+        self._recipe = widgets.HTML()
+        self._recipe.add_class("cw-recipe")
         self.children = [self.tabs, self._busy,
-                         widgets.HTML("<b>Variants</b> (against the original)"), self._variants]
+                         widgets.HTML("<b>Variants</b> (against the original)"), self._variants,
+                         self._recipe]
         for panel in self._jobs:
             panel.observe(self._on_job, names=["running"])
         workbench.observe(self._on_variants)  # the panels observe it too
@@ -167,6 +170,7 @@ class Studio(widgets.VBox):
         self._variants.value = grid_html(
             ["variant", "technique", "base", metric.name, "vs original", ".tflite B",
              "gzipped B", "gzipped x smaller", "sparsity"], rows)
+        self._recipe.value = recipe_html(self.workbench)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """Widget view where widgets render; the variants table for nbconvert/GitHub."""
@@ -176,3 +180,18 @@ class Studio(widgets.VBox):
                                    " (the tabs need a live kernel)</div>"
                                    + self._variants.value)
         return bundle
+
+
+def recipe_html(workbench: Any) -> str:
+    """The Workbench's recipe to copy (a collapsed JSON block) and to save (a download), and
+    the line that replays it."""
+    import json
+
+    recipe = workbench.recipe()
+    if not recipe["variants"]:
+        return ""
+    text = json.dumps(recipe, indent=2, default=str)
+    return ("<details><summary><b>Recipe</b> of these variants (copy, or "
+            + download_link("recipe.json", "application/json", text).strip()
+            + "; replay with <code>cw.Workbench.replay('recipe.json', model, data)</code>)"
+            f"</summary><pre style='max-height:300px;overflow:auto'>{esc(text)}</pre></details>")
