@@ -501,25 +501,60 @@ class Variant:
             keras = from_keras3 and not self.is_quantized
         files: dict[str, bytes | str] = {}
         if keras:
-            if from_keras3:
-                files[f"{stem}.keras"] = _keras_file(self.to_keras3())
-            elif self._keras_model is not None:
-                files[f"{stem}.keras"] = _keras_file(self._model())
-            else:
-                raise ValueError(f"Variant {self._name!r} has no Keras model to write as "
-                                 ".keras (it is quantized: its .tflite is the model). Save it "
-                                 "with keras=False, or save its parent with keras=True.")
-        document = {
+            files[f"{stem}.keras"] = self.keras_file()
+        document = self.document(keras=keras)
+        files[f"{stem}.tflite"] = self.tflite
+        files[f"{stem}.json"] = json.dumps(document, indent=2, default=_json_default)
+        write_files(folder, files)  # all of them or none
+        return folder.expanduser() / f"{stem}.json"
+
+    def document(self, *, keras: bool = False) -> dict[str, Any]:
+        """What ``<name>.json`` holds: recipe, lineage, metrics, notes, the file names, code."""
+        stem = safe_filename(self._name)
+        return {
             "format": FORMAT, "name": self._name, "recipe": self.recipe,
             "lineage": self.recipe_chain,
             "metrics": self.metrics(), "notes": list(self._notes), "tflite": f"{stem}.tflite",
             "keras": f"{stem}.keras" if keras else None,
             "code": self.code,
         }
-        files[f"{stem}.tflite"] = self.tflite
-        files[f"{stem}.json"] = json.dumps(document, indent=2, default=_json_default)
-        write_files(folder, files)  # all of them or none
-        return folder.expanduser() / f"{stem}.json"
+
+    def keras_file(self) -> bytes:
+        """The bytes of a ``.keras`` file of this variant, loadable by the Keras the user
+        brought: Keras 3 for a Keras 3 model (:meth:`to_keras3`), else tf_keras."""
+        if self._context is not None and self._context.keras3_model is not None:
+            return _keras_file(self.to_keras3())
+        if self._keras_model is not None:
+            return _keras_file(self._model())
+        raise ValueError(f"Variant {self._name!r} has no Keras model to write as .keras (it "
+                         "is quantized: its .tflite is the model). Leave out the Keras file, "
+                         "or write its parent's.")
+
+    def export(self, folder: str | Path, formats: Any = ("tflite", "c", "keras", "json"), *,
+               micro: bool | None = None) -> dict[str, Path]:
+        """Files for the device in ``folder`` (all or none): ``tflite``; ``c``, a header and
+        a source with the model as an aligned ``const unsigned char`` array and its length;
+        ``keras``, a model file for the Keras you brought (not for a quantized variant);
+        ``json``, recipe and metrics, with the TFLite Micro arena and accuracy when the
+        ``tflite-micro`` package is installed (``micro=`` forces or skips it). Returns the
+        paths by format.
+
+        Example:
+            >>> q.export("device", formats=("tflite", "c", "json"))   # doctest: +SKIP
+        """
+        from compresswidgets.export import export
+
+        return export(self, folder, formats, micro_figures=micro)
+
+    def micro(self) -> Any:
+        """TFLite Micro on this variant (:class:`~compresswidgets.export.MicroReport`): the
+        arena it needs and its metric on the test split, or the op it cannot run. Measured
+        once (in a worker process) and kept."""
+        from compresswidgets.export import MicroReport, micro
+
+        found = self._cached("micro", lambda: micro(self, evaluate=self._context is not None)
+                             .as_dict())
+        return MicroReport(**found)
 
     @classmethod
     def load(cls, path: str | Path) -> Variant:

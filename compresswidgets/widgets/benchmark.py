@@ -15,6 +15,7 @@ import traitlets
 from compresswidgets._data import ACCURACY, MetricSpec
 from compresswidgets._files import write_files
 from compresswidgets.benchmarking import BenchmarkProgress, BenchmarkReport
+from compresswidgets.export import micro_available
 from compresswidgets.plots import plot_latency, plot_memory, plot_sizes, plot_tradeoff
 from compresswidgets.variant import Variant, safe_filename
 from compresswidgets.widgets._controls import (
@@ -25,6 +26,7 @@ from compresswidgets.widgets._controls import (
     error_html,
     esc,
     grid_html,
+    table_html,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +76,10 @@ class BenchmarkPanel(JobPanel):
     warmup = Bounded(5, 0, 100_000, integer=True, help="untimed inferences first")
     batch = Bounded(1, 1, 4096, integer=True, help="batch size where it is not fixed")
     folder = traitlets.Unicode("", help="folder Save writes into")
+    export_c = traitlets.Bool(True, help="Export writes a C array (.h and .c)")
+    export_keras = traitlets.Bool(False, help="Export writes a .keras file (Keras variants)")
+    export_json = traitlets.Bool(True, help="Export writes the recipe and metrics as JSON, "
+                                 "with TFLite Micro's arena where it runs")
 
     def __init__(self, workbench: Workbench, **kwargs: Any) -> None:
         """Build the panel on ``workbench``.
@@ -133,6 +139,19 @@ class BenchmarkPanel(JobPanel):
         self._save_tflite = widgets.Button(
             description="Save .tflite files", icon="save", layout=widgets.Layout(width="auto"),
             tooltip="Write each ticked variant's .tflite into the folder (names made safe)")
+        self._export = widgets.Button(
+            description="Export", icon="microchip", layout=widgets.Layout(width="auto"),
+            tooltip="Write each ticked variant for the device into the folder: .tflite, and "
+                    "the formats ticked")
+        export_boxes = []
+        for trait, label in (("export_c", "C array"), ("export_keras", ".keras"),
+                             ("export_json", "JSON + TFLite Micro arena")):
+            box = widgets.Checkbox(description=label, indent=False,
+                                   layout=widgets.Layout(width="auto"))
+            traitlets.link((self, trait), (box, "value"))
+            export_boxes.append(box)
+        self._exported = widgets.HTML()
+        self._exported.add_class("cw-export")
         self._results = widgets.VBox([self._summary, self._table, self._plots, self._downloads],
                                      layout=widgets.Layout(display="none"))
 
@@ -143,6 +162,7 @@ class BenchmarkPanel(JobPanel):
         self._stop_button.on_click(lambda _: self.stop())
         self._save_report.on_click(lambda _: self.save_report())
         self._save_tflite.on_click(lambda _: self.save_tflite())
+        self._export.on_click(lambda _: self.export())
         self.observe(self._on_threads, names=["threads"])
         self.observe(self._on_running, names=["running"])
         self._on_threads()
@@ -155,6 +175,9 @@ class BenchmarkPanel(JobPanel):
                          layout=_WRAP),
             self._error, self._results,
             widgets.HBox([self._folder, self._save_report, self._save_tflite], layout=_WRAP),
+            widgets.HBox([widgets.HTML("<b>Export for the device</b>"), *export_boxes,
+                          self._export], layout=_WRAP),
+            self._exported,
         ]
         self.refresh_variants()
         workbench.observe(self._on_variants)
@@ -325,6 +348,38 @@ class BenchmarkPanel(JobPanel):
                 out[f"{stem}.tflite"] = v.tflite
             return list(out.items())
         return self._saving(files)
+
+    def export(self) -> list[Path]:
+        """Export each ticked variant into :attr:`folder` (``Variant.export``: .tflite and
+        the ticked formats; a quantized variant has no .keras); a line per variant says
+        what TFLite Micro makes of it. Errors go to the box; what was written stays."""
+        self._error.value = ""
+        written: list[Path] = []
+        lines = []
+        try:
+            if not self.folder.strip():
+                raise ValueError("No folder chosen: the Folder box is empty (folder=''). Type "
+                                 "the folder to export into, e.g. device; it is created if "
+                                 "missing.")
+            if not self.selected_variants:
+                raise ValueError("No variant is ticked, so there is nothing to export. Tick "
+                                 "them under 'Variants to measure'.")
+            for v in self.selected_variants:
+                formats = ["tflite"] + [f for f, on in (("c", self.export_c),
+                                                        ("keras", self.export_keras),
+                                                        ("json", self.export_json)) if on]
+                if not v.has_keras_model and "keras" in formats:
+                    formats.remove("keras")  # its .tflite is the model
+                paths = v.export(self.folder.strip(), formats)
+                written.extend(paths.values())
+                micro = v.micro().describe() if self.export_json and micro_available() else ""
+                lines.append((v.name, ", ".join(p.name for p in paths.values())
+                              + (f"; {micro}" if micro else "")))
+        except Exception as exc:
+            self._error.value = error_html(exc)
+        if lines:
+            self._exported.value = table_html(lines)
+        return written
 
     def _saving(self, files: Callable[[], list[tuple[str, str | bytes]]]) -> list[Path]:
         self._error.value = ""
