@@ -22,6 +22,7 @@ __all__ = ["run"]
 
 _ARENA = re.compile(r"Arena allocation total (\d+) bytes")
 _FAILED_OP = re.compile(r"Node (\w+) \(number \d+\) failed to (?:prepare|invoke)")
+_SOURCE = re.compile(r"^\S+\.cc(?::\d+)?\s+")  # "tensorflow/lite/micro/kernels/x.cc:42 "
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 #: The arena offered for measuring (the model uses what it needs of it).
 ARENA_OFFERED = 64 * 2**20
@@ -66,7 +67,7 @@ def run(tflite: bytes, x: np.ndarray | None) -> dict[str, Any]:
     text = log[0]
     if error is not None:
         failed = _FAILED_OP.search(text) or _MISSING_OP.search(text)
-        reason = [line.split(".cc ", 1)[-1].strip() for line in text.splitlines()
+        reason = [_SOURCE.sub("", line).strip() for line in text.splitlines()
                   if line.strip() and not _FAILED_OP.search(line)]
         return {"error": (reason[0] if reason else error), "op": failed.group(1) if failed
                 else None, "log": text[-2000:]}

@@ -52,7 +52,9 @@ class MicroReport:
     def describe(self) -> str:
         if self.error:
             where = f" at {self.op}" if self.op else ""
-            return f"TFLite Micro cannot run it{where}: {self.error}"
+            return (f"TFLite Micro cannot run it{where}: {self.error} It runs float32 and "
+                    "full-integer models: for a microcontroller, quantize with 'int8' or "
+                    "'int8-only' (dynamic range and float16 dequantize at run time).")
         acc = "" if self.accuracy is None else f"; accuracy {self.accuracy:.4g} on TFLite Micro"
         return f"TFLite Micro arena: {self.arena_bytes:,} bytes{acc}"
 
