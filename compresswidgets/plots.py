@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "mpl_text",
     "pareto_front",
+    "plot_before_after",
     "plot_channel_ranges",
     "plot_histogram",
     "plot_latency",
@@ -77,6 +78,24 @@ def plot_histogram(
     if label is not None:
         ax.legend(fontsize=8)
     ax.margins(x=0.02)
+    return ax
+
+
+_GREY, _GREEN = "#9aa5b1", "#2a9d55"
+
+
+def plot_before_after(before: np.ndarray, after: np.ndarray, ax: Axes, *, label: str,
+                      title: str, color: str = _BLUE, bins: int = 64,
+                      exclude_zeros: bool = False, now: str = "now") -> Axes:
+    """``before``'s histogram in grey under ``after``'s, on the same bins (zeros left out of
+    both with ``exclude_zeros``: after pruning they would dwarf the rest)."""
+    from compresswidgets.inspection import histogram_of
+
+    span = (float(min(before.min(), after.min())), float(max(before.max(), after.max())))
+    plot_histogram(histogram_of(before, bins, span, exclude_zeros=exclude_zeros), ax,
+                   label=now, color=_GREY, alpha=0.6)
+    plot_histogram(histogram_of(after, bins, span, exclude_zeros=exclude_zeros), ax,
+                   label=label, color=color, alpha=0.85, title=title)
     return ax
 
 

@@ -29,6 +29,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -855,6 +856,34 @@ class Workbench:
         wb = cls(model, data, **workbench_kwargs)
         replay(checked, wb, progress)
         return wb
+
+    # ------------------------------------------------------------------ reporting
+    def report(self, path: str | Path, variants: list[Variant] | None = None, *,
+               benchmark: BenchmarkReport | None = None,
+               sensitivity: Sensitivity | None = None, title: str | None = None) -> Path:
+        """One self-contained HTML page for a reviewer (opens offline: styles inline, plots
+        embedded, no script): the model and its weights, the variants against the original,
+        the benchmark table and plots (``benchmark``), the sensitivity heatmap
+        (``sensitivity``), the last sweep's plot, and per variant its per-layer table,
+        before/after histogram, recipe and code. Every name is escaped.
+
+        Args:
+            path: the .html file to write (written whole or not at all).
+            variants: which to detail (default: all).
+            benchmark: a :meth:`benchmark` report to include.
+            sensitivity: a :meth:`sensitivity` result to include.
+            title: the page's heading.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> wb.report("report.html", benchmark=wb.benchmark())   # doctest: +SKIP
+        """
+        from compresswidgets.report import write
+
+        return write(self, path, variants, benchmark=benchmark, sensitivity=sensitivity,
+                     title=title)
 
     # ------------------------------------------------------------------ measuring
     def benchmark(self, variants: list[Variant] | None = None,

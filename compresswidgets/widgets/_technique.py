@@ -16,8 +16,7 @@ import numpy as np
 import traitlets
 
 from compresswidgets._training import Progress, TrainingStopped
-from compresswidgets.inspection import histogram_of
-from compresswidgets.plots import plot_histogram
+from compresswidgets.plots import plot_before_after
 from compresswidgets.techniques._common import TINY, kernel_of, layer_size, select_layers
 from compresswidgets.widgets._controls import (
     BasePanel,
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
     from compresswidgets.variant import Variant
     from compresswidgets.workbench import Workbench
 
-GREY, BLUE, GREEN = "#9aa5b1", "#3b75af", "#2a9d55"
+BLUE, GREEN = "#3b75af", "#2a9d55"
 #: Above this fraction of zeros, histograms leave zeros out (they would dwarf the rest).
 SPARSE = 0.05
 
@@ -330,14 +329,9 @@ class TechniquePanel(BasePanel):
     def _overlay(ax: Any, kernel: np.ndarray, after: np.ndarray, label: str, title: str, *,
                  color: str = BLUE, bins: int = 64, exclude_zeros: bool = False,
                  now: str = "now") -> None:
-        """The current histogram in grey under ``after``'s, on the same bins (zeros left out
-        of both with ``exclude_zeros``: after pruning they would dwarf the rest)."""
-        span = (float(min(kernel.min(), after.min())), float(max(kernel.max(), after.max())))
-        plot_histogram(histogram_of(kernel, bins, span, exclude_zeros=exclude_zeros), ax,
-                       label=now, color=GREY,
-                       alpha=0.6)
-        plot_histogram(histogram_of(after, bins, span, exclude_zeros=exclude_zeros), ax,
-                       label=label, color=color, alpha=0.85, title=title)
+        """See :func:`compresswidgets.plots.plot_before_after`."""
+        plot_before_after(kernel, after, ax, label=label, title=title, color=color, bins=bins,
+                          exclude_zeros=exclude_zeros, now=now)
 
     # ------------------------------------------------------------------ running
     def apply(self) -> None:

@@ -89,9 +89,19 @@ class Studio(widgets.VBox):
         self._busy = widgets.HTML()
         self._recipe = widgets.HTML()
         self._recipe.add_class("cw-recipe")
+        self._report_path = widgets.Text(
+            value="report.html", description="Report",
+            tooltip="The .html file to write: one self-contained page for a reviewer",
+            layout=widgets.Layout(width="360px"))
+        self._save_report = widgets.Button(description="Save report", icon="file",
+                                           tooltip="Write the report (opens offline)")
+        self._report_status = widgets.HTML()
+        self._save_report.on_click(lambda _: self.save_report())
         self.children = [self.tabs, self._busy,
                          widgets.HTML("<b>Variants</b> (against the original)"), self._variants,
-                         self._recipe]
+                         self._recipe,
+                         widgets.HBox([self._report_path, self._save_report,
+                                       self._report_status])]
         for panel in self._jobs:
             panel.observe(self._on_job, names=["running"])
         workbench.observe(self._on_variants)  # the panels observe it too
@@ -171,6 +181,23 @@ class Studio(widgets.VBox):
             ["variant", "technique", "base", metric.name, "vs original", ".tflite B",
              "gzipped B", "gzipped x smaller", "sparsity"], rows)
         self._recipe.value = recipe_html(self.workbench)
+
+    def save_report(self, path: str | None = None) -> Any:
+        """Write the report (:meth:`Workbench.report`) with what the tabs measured: the
+        Benchmark tab's last report and the Sensitivity tab's last run; the path, or None
+        (the reason is shown beside the button)."""
+        target = (path or self._report_path.value).strip()
+        try:
+            if not target:
+                raise ValueError("No file name: the Report box is empty. Type e.g. "
+                                 "report.html, then press Save report.")
+            written = self.workbench.report(target, benchmark=self.benchmark.report,
+                                            sensitivity=self.sensitivity.result)
+        except Exception as exc:
+            self._report_status.value = error_html(exc)
+            return None
+        self._report_status.value = f"saved <code>{esc(written)}</code>"
+        return written
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """Widget view where widgets render; the variants table for nbconvert/GitHub."""
