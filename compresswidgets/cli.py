@@ -129,7 +129,8 @@ class _Bars:
         if self.bar is None or self.key != key or self.bar.n >= self.bar.total:
             self.close()
             self.bar = tqdm(total=p.epochs * p.batches, desc=f"{p.technique} fine-tuning",
-                            unit="batch", file=sys.stderr, leave=False)
+                            unit="batch", file=sys.stderr, leave=False,
+                            disable=None)  # None: only on a terminal, not in a CI log
             self.key = key
         self.bar.n = (p.epoch - 1) * p.batches + p.batch
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in list(p.logs.items())[:2]},
