@@ -11,6 +11,7 @@ import math
 import re
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,7 +258,8 @@ def _finish(converter: Any, tf: Any, representative_path: str | None,
             debug: dict[str, Any] | None) -> Any:
     if debug is None:
         return bytes(converter.convert())
-    return debug_int8(converter, tf, representative_path or "", debug.get("keep_float"))
+    return debug_int8(converter, tf, representative_path or "", debug.get("keep_float"),
+                      debug.get("layers") or ())
 
 
 def _convert_forward(model: Any, batch: int | None, mode: str,
@@ -283,10 +285,19 @@ def convert_saved_model(path: str, mode: str, representative_path: str | None = 
 
 
 # --------------------------------------------------------------------------- int8, layer by layer
-def owns(tensor_name: str, layer: str) -> bool:
+def owns(tensor_name: str, layer: str, layers: Iterable[str] = ()) -> bool:
     """Whether a TFLite tensor (an op's output, ``model/conv2d/Relu;model/conv2d/BiasAdd``)
-    is made by Keras layer ``layer`` (the same test the generated code writes)."""
-    return f"/{layer}/" in f"/{tensor_name}"
+    is made by Keras layer ``layer`` (the test the generated code writes). Given the model's
+    ``layers``, a scope with a numbered suffix counts too (``conv2d_4_1`` for ``conv2d_4``)
+    when no layer has that name: Keras 3 suffixes every scope of a model traced before in
+    the same process."""
+    padded = f"/{tensor_name}"
+    if f"/{layer}/" in padded:
+        return True
+    names = set(layers)
+    return bool(names) and any(
+        m.group(1) not in names
+        for m in re.finditer(rf"/({re.escape(layer)}_\d+)/", padded))
 
 
 def _statistics(debugger: Any) -> list[dict[str, Any]]:
@@ -326,16 +337,16 @@ def _options(tf: Any, denylist: list[str] | None = None) -> Any:
 
 
 def debug_int8(converter: Any, tf: Any, representative_path: str,
-               keep_float: list[str] | None) -> dict[str, Any]:
+               keep_float: list[str] | None, layers: Iterable[str] = ()) -> dict[str, Any]:
     """:func:`_debug_int8`, without the deprecation warning of the ``tf.lite.Interpreter``
     the debugger creates (it is TensorFlow's, not the user's to act on)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter")
-        return _debug_int8(converter, tf, representative_path, keep_float)
+        return _debug_int8(converter, tf, representative_path, keep_float, tuple(layers))
 
 
 def _debug_int8(converter: Any, tf: Any, representative_path: str,
-                keep_float: list[str] | None) -> dict[str, Any]:
+                keep_float: list[str] | None, layers: tuple[str, ...] = ()) -> dict[str, Any]:
     """Full-integer quantization through TFLite's ``QuantizationDebugger``: the per-op error
     rows, and the .tflite, with the ops of the ``keep_float`` layers left in float (the
     debugger's denylist) when given. ``converter`` has the "int8" settings already."""
@@ -352,7 +363,7 @@ def _debug_int8(converter: Any, tf: Any, representative_path: str,
     denylist: list[str] = []
     if keep_float:
         missing = [layer for layer in keep_float
-                   if not any(owns(r["tensor_name"], layer) for r in rows)]
+                   if not any(owns(r["tensor_name"], layer, layers) for r in rows)]
         if missing:
             raise ValueError(
                 f"keep_float names {missing!r}, but no quantized op of the .tflite belongs to "
@@ -361,7 +372,7 @@ def _debug_int8(converter: Any, tf: Any, representative_path: str,
                 + ", ".join(sorted({layer for r in rows for layer in _layers_of(r)}))
                 + ". Keep one of those float instead.")
         denylist = [r["tensor_name"] for r in rows
-                    if any(owns(r["tensor_name"], layer) for layer in keep_float)]
+                    if any(owns(r["tensor_name"], layer, layers) for layer in keep_float)]
         debugger.options = _options(tf, denylist)
         debugger.run()  # the errors of the model as it now is
         rows = _statistics(debugger)

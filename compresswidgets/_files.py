@@ -8,9 +8,22 @@ half a result behind (a .json without its .tflite).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+
+def safe_filename(name: str, limit: int = 80) -> str:
+    """A file name made from untrusted text: letters, digits, '.', '-', '_' only; no dot first.
+
+    Example:
+        >>> safe_filename("../prune 80% > <b>x</b>")
+        'prune_80_b_x_b'
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
+    stem = re.sub(r"_+", "_", stem)[:limit].strip("._-")
+    return stem or "variant"
 
 
 def unwritable(folder: Path, exc: OSError) -> OSError:

@@ -147,8 +147,7 @@ def _compress(args: argparse.Namespace) -> int:
     import compresswidgets as cw
     from compresswidgets import recipe as rc
     from compresswidgets import report as rp
-    from compresswidgets._files import write_files
-    from compresswidgets.variant import safe_filename
+    from compresswidgets._files import safe_filename, write_files
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     recipe = rc.load(args.recipe)  # a bad recipe is refused before the model loads

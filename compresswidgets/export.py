@@ -131,7 +131,7 @@ def export(variant: Variant, folder: str | Path, formats: Any = FORMATS, *,
     """Write ``variant`` in each of ``formats`` to ``folder`` (all files or none); the paths
     by format. ``micro_figures`` (default: when tflite-micro is installed) adds the TFLite
     Micro arena and accuracy to the JSON."""
-    from compresswidgets.variant import safe_filename
+    from compresswidgets._files import safe_filename
 
     if isinstance(formats, str):
         formats = (formats,)

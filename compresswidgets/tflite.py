@@ -178,12 +178,14 @@ def int8_debugged(model: Any, representative: np.ndarray,
         ValueError: a ``keep_float`` layer has no op of its own in the .tflite.
         ConversionError: as :func:`convert`.
     """
-    result = _converted(model, "int8", representative, {"keep_float": keep_float})
     layers = [layer.name for layer in getattr(model, "layers", [])]
+    result = _converted(model, "int8", representative, {"keep_float": keep_float,
+                                                        "layers": layers})
     errors = []
     for row in result["stats"]:
         name = row["tensor_name"]
-        owner = next((n for n in layers if _converter.owns(name, n)), None)
+        owner = next((n for n in layers if _converter.owns(name, n)), None) or next(
+            (n for n in layers if _converter.owns(name, n, layers)), None)
         scale = float(row["scale"]) or 1.0
         errors.append(LayerError(
             owner, name, row["op_name"], float(row["scale"]), int(row["zero_point"]),

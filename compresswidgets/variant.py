@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import numpy as np
 from compresswidgets import _keras
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Data, MetricSpec
-from compresswidgets._files import write_files
+from compresswidgets._files import safe_filename, write_files
 from compresswidgets.inspection import inspect_weights
 from compresswidgets.techniques._common import kernel_of
 
@@ -39,18 +38,6 @@ class Context:
     #: and a private Keras 3 clone (the architecture :meth:`Variant.to_keras3` rebuilds)
     bridge: Bridged | None = None
     keras3_model: Any = None
-
-
-def safe_filename(name: str, limit: int = 80) -> str:
-    """A file name made from untrusted text: letters, digits, '.', '-', '_' only; no dot first.
-
-    Example:
-        >>> safe_filename("../prune 80% > <b>x</b>")
-        'prune_80_b_x_b'
-    """
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
-    stem = re.sub(r"_+", "_", stem)[:limit].strip("._-")
-    return stem or "variant"
 
 
 HEADER = '''\

@@ -209,3 +209,15 @@ def test_an_activation_outlier_is_found_and_keeping_its_layers_float_rescues_int
         assert dtypes == ({"float32"} if kept else {"int8", "int32"}), tensor
     assert fragile.get_layer("dense").get_weights()[0][0, 0] == pytest.approx(
         model.get_layer("dense").get_weights()[0][0, 0] * 1000)  # the user's copy untouched
+
+
+def test_a_layer_owns_its_suffixed_scope_only_when_no_layer_has_that_name():
+    """Keras 3 suffixes every scope of a model traced before in the same process
+    (conv2d_4_1 for conv2d_4); conv2d_1 stays the layer conv2d_1's, not conv2d's."""
+    from compresswidgets._converter import owns
+
+    layers = ["conv2d", "conv2d_1", "conv2d_4"]
+    assert owns("m_1/conv2d_4_1/Relu;m_1/conv2d_4_1/BiasAdd", "conv2d_4", layers)
+    assert not owns("m/conv2d_1/Relu", "conv2d", layers)
+    assert owns("m/conv2d_1/Relu", "conv2d_1", layers)
+    assert not owns("m_1/conv2d_4_1/Relu", "conv2d_4")  # without the layers: exact only

@@ -56,7 +56,7 @@ def grid_html(header: Iterable[str], rows: Iterable[Iterable[Any]],
 def download_link(name: str, mime: str, text: str) -> str:
     """An <a download> of ``text`` as the file ``name`` (a data URI: works offline and in
     Voila; ``name`` is made safe for a file system and escaped)."""
-    from compresswidgets.variant import safe_filename
+    from compresswidgets._files import safe_filename
 
     data = base64.b64encode(text.encode("utf-8")).decode("ascii")
     safe = safe_filename(name)
