@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from compresswidgets import _converter, _keras, _process
-from compresswidgets._jobs import _error
+from compresswidgets import _converter, _jobs, _keras, _process
 
 __all__ = ["run_candidate"]
 
 
-#: the shared part of a sweep (base model, data, settings) as loaded here, by its key
+#: the shared part of a sweep (base model, data) as loaded here, by its key
 _shared: dict[str, dict[str, Any]] = {}
 #: one candidate at a time per process: the seed and TensorFlow's settings are global
 _candidate_lock = threading.Lock()
@@ -31,9 +30,9 @@ def run_candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]
     """One candidate of a sweep, wherever it runs: a local worker, a Dask worker, the kernel.
 
     ``shared`` is what every candidate of the sweep has in common, loaded once per process
-    (by ``shared["key"]``): the base model (``folder`` with ``model.json`` and ``weights.npz``
-    and ``data.npz``, or ``model_json``/``weights``/``data`` inline, or ``live`` objects in the
-    kernel). ``job`` is the candidate: ``technique``
+    (by ``shared["key"]``): the base model and the data (a ``folder`` with ``model.json`` and
+    ``weights.npz`` and the ``data`` .npz on this machine; ``model_json``/``weights``/``data``
+    inline; or ``live`` objects in the kernel). ``job`` is the candidate: ``technique``
     (``"prune"``/``"cluster"``), validated ``params``, ``seed``, ``threads``, an optional
     ``model`` (``{"json", "weights"}``: a base other than the shared one) and ``then``
     (``[(mode, representative_samples)]``, post-training conversions).
@@ -57,7 +56,7 @@ def run_candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]
                     answer = _candidate(loaded, job)
         except Exception as exc:
             answer = ({"stopped": True} if type(exc).__name__ == "TrainingStopped"
-                      else _error(exc))
+                      else _jobs._error(exc))
         answer.update(seconds=time.perf_counter() - start, host=socket.gethostname(),
                       pid=os.getpid())
         return answer
@@ -72,13 +71,9 @@ def _load_shared(shared: dict[str, Any]) -> dict[str, Any]:
     if "live" in shared:  # in the kernel: the user's own objects
         loaded = dict(shared["live"], here=True)
     else:
-        if "folder" in shared:
-            folder = shared["folder"]
-            with open(os.path.join(folder, "model.json")) as fh:
-                model_json = fh.read()
-            with np.load(os.path.join(folder, "weights.npz")) as npz:
-                weights = [npz[f"w{i}"] for i in range(len(npz.files))]
-            with np.load(os.path.join(folder, "data.npz")) as npz:
+        if "folder" in shared:  # this machine: the files the sweep and its Workbench wrote
+            model_json, weights = _jobs.read_parts(shared["folder"])
+            with np.load(shared["data"]) as npz:
                 arrays = (npz["x_train"], npz["y_train"], npz["x_test"])
         else:
             model_json, weights, arrays = shared["model_json"], shared["weights"], shared["data"]
@@ -94,9 +89,7 @@ def _model_from(description: Any) -> Any:
     """A fresh model: from ``{"json", "weights"}``, or a clone of a live one."""
     if isinstance(description, dict):
         with _keras._quiet_native_logs():
-            model = _keras.keras().models.model_from_json(description["json"])
-        model.set_weights(description["weights"])
-        return model
+            return _jobs.from_parts(description["json"], description["weights"])
     from compresswidgets.techniques._common import clone_with_weights
 
     return clone_with_weights(description)
@@ -134,36 +127,34 @@ def _candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     model = _model_from(job.get("model") or shared["model"])
     seed_everything(job["seed"])
 
-    def progress(p: Progress) -> None:
-        if _process.report({"label": job.get("label"), **dataclasses.asdict(p)}):
-            p.stop()
-
     stopper = job.get("stop")  # in the kernel: the sweep's own stop request
-    if stopper is not None:
-        def progress(p: Progress) -> None:
-            if stopper.is_set():
-                p.stop()
+
+    def progress(p: Progress) -> None:  # a pool's worker reports, and hears a Stop
+        if (stopper is not None and stopper.is_set()) or _process.report(
+                {"label": job.get("label"), **dataclasses.asdict(p)}):
+            p.stop()
 
     settings = job["settings"]
     if isinstance(settings, dict):
         settings = CompileSettings.from_wire(settings)
     result, notes = module.apply(model, data, job["params"], settings, progress)
-    answer: dict[str, Any] = {"json": result.to_json(), "weights": result.get_weights(),
-                              "notes": list(notes), "y_pred": keras_predict(result, data.x_test),
-                              "then": {}}
-    if here:
+    answer: dict[str, Any] = {"notes": list(notes), "then": {},
+                              "y_pred": keras_predict(result, data.x_test)}
+    if here:  # the kernel keeps the model itself
         answer["model"] = result
+    else:
+        answer.update(json=result.to_json(), weights=result.get_weights())
     with tempfile.TemporaryDirectory(prefix="cw-candidate-") as folder:
         for mode, samples in [("float32", 0), *job.get("then", ())]:
-            rep_path = None
-            if samples:
-                rep_path = os.path.join(folder, f"{mode}.npy")
-                np.save(rep_path, quantization.representative(data, samples))
+            rep = quantization.representative(data, samples) if samples else None
             try:
                 if here:  # the kernel's door: the conversion itself runs in the worker
-                    blob = tfl.convert(result, mode, None if rep_path is None
-                                       else np.load(rep_path))
+                    blob = tfl.convert(result, mode, rep)
                 else:
+                    rep_path = None
+                    if rep is not None:  # the converter reads its samples from a file
+                        rep_path = os.path.join(folder, f"{mode}.npy")
+                        np.save(rep_path, rep)
                     blob, _ = _converter.convert_keras(result, mode, rep_path)
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"

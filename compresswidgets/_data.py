@@ -190,9 +190,31 @@ class MetricSpec:
             return f"{delta:+.2%}"
         return f"{delta:+.4f}" if abs(delta) < 1000 else f"{delta:+.4g}"
 
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse ``value`` is than ``reference`` in this metric's direction
+        (positive is worse): the one definition a budget (``max_drop``) is checked against."""
+        return (reference - value) if self.greater_is_better else (value - reference)
+
+    @staticmethod
+    def within(drop: float, max_drop: float) -> bool:
+        """Whether a :meth:`drop` meets a budget (float rounding aside: a drop of exactly
+        ``max_drop`` computed as 0.020000000000000018 meets 0.02)."""
+        return drop <= max_drop + 1e-12
+
     @property
     def direction(self) -> str:
         return "higher is better" if self.greater_is_better else "lower is better"
+
+
+def records_frame(records: list[dict[str, Any]], alternative: str) -> Any:
+    """``records`` as a pandas DataFrame; without pandas, an ImportError saying how to get it
+    and what ``alternative`` gives without it."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"to_dataframe() needs pandas: `pip install pandas`. {alternative}") \
+            from exc
+    return pd.DataFrame.from_records(records)
 
 
 ACCURACY = MetricSpec(default_metric, "accuracy", True, True)

@@ -7,11 +7,13 @@ half a result behind (a .json without its .tflite).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 def safe_filename(name: str, limit: int = 80) -> str:
@@ -24,6 +26,17 @@ def safe_filename(name: str, limit: int = 80) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
     stem = re.sub(r"_+", "_", stem)[:limit].strip("._-")
     return stem or "variant"
+
+
+def json_text(value: Any) -> str:
+    """``value`` as indented JSON for a result file: NumPy scalars as numbers, anything else
+    JSON cannot hold as its text."""
+    import numpy as np
+
+    def default(item: Any) -> Any:
+        return item.item() if isinstance(item, np.generic) else str(item)
+
+    return json.dumps(value, indent=2, default=default)
 
 
 def unwritable(folder: Path, exc: OSError) -> OSError:

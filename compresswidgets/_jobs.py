@@ -48,14 +48,24 @@ def write_model(model: Any, folder: str) -> None:
              **{f"w{i}": w for i, w in enumerate(model.get_weights())})
 
 
-def read_model(folder: str) -> Any:
-    """Rebuild what :func:`write_model` wrote: new layers, no traced functions."""
-    k = _keras.keras()
+def read_parts(folder: str) -> tuple[str, list[np.ndarray]]:
+    """The JSON and the weights that :func:`write_model` wrote."""
     with open(os.path.join(folder, "model.json")) as fh:
-        model = k.models.model_from_json(fh.read())
+        model_json = fh.read()
     with np.load(os.path.join(folder, "weights.npz")) as npz:
-        model.set_weights([npz[f"w{i}"] for i in range(len(npz.files))])
+        return model_json, [npz[f"w{i}"] for i in range(len(npz.files))]
+
+
+def from_parts(model_json: str, weights: list[np.ndarray]) -> Any:
+    """A tf_keras model from its JSON and weights: new layers, no traced functions."""
+    model = _keras.keras().models.model_from_json(model_json)
+    model.set_weights(weights)
     return model
+
+
+def read_model(folder: str) -> Any:
+    """Rebuild what :func:`write_model` wrote."""
+    return from_parts(*read_parts(folder))
 
 
 def portable(model: Any) -> bool:

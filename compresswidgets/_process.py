@@ -155,8 +155,10 @@ class _Process:
         self.jobs += 1
         failure: BaseException | None = None
         try:
-            payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)  # fails here, not
-            self._write(_Raw(payload))  # half-written: an unpicklable request is the caller's
+            # pickled before writing: an unpicklable request raises here (the caller's error),
+            # never leaving half a frame in the pipe
+            payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+            self._write(_Raw(payload))
             stopping = False
             while True:
                 frame = read_frame(self.proc.stdout)
@@ -322,7 +324,6 @@ class WorkerPool(concurrent.futures.Executor):
         self.idle_seconds = idle_seconds
         self._items: queue.Queue[_Item | None] = queue.Queue()
         self._dispatchers: list[threading.Thread] = []
-        self._running: set[int] = set()
         self._live: list[_Item] = []
         self._processes: list[_Process] = []
         self._lock = threading.Lock()
@@ -404,8 +405,7 @@ class WorkerPool(concurrent.futures.Executor):
                     answer = process.call(("call", item.fn, item.args, item.kwargs),
                                           item.on_progress)
                 except WorkerDied as exc:
-                    process.close()
-                    process = None
+                    process = self._replace(process, start=False)
                     item.future.set_exception(exc)
                 except BaseException as exc:  # an unpicklable call, a failing callback
                     item.future.set_exception(exc)
@@ -419,8 +419,7 @@ class WorkerPool(concurrent.futures.Executor):
                         self._live.remove(item)
                     item.process = None
                 if process is not None and not process.usable(limit):
-                    process.close()  # its memory goes back now, not at the next job
-                    process = None
+                    process = self._replace(process, start=False)  # its memory back now
         finally:
             if process is not None:
                 process.close()

@@ -22,8 +22,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from compresswidgets import _candidate, _jobs, _keras, _process
 from compresswidgets import sweeps as sw
 from compresswidgets._keras import describe
@@ -167,13 +165,11 @@ class Engine:
         data = self.wb.data
         if self.kind == "kernel":
             return {"key": key, "live": {"model": self.model, "data": data}}
-        if self.kind == "local":
-            self.folder = tempfile.mkdtemp(prefix="cw-sweep-",
-                                           dir=os.path.dirname(self.wb._train_file()))
+        if self.kind == "local":  # the data: the Workbench's own file, written once
+            data_file = self.wb._train_file()
+            self.folder = tempfile.mkdtemp(prefix="cw-sweep-", dir=os.path.dirname(data_file))
             _jobs.write_model(self.model, self.folder)
-            np.savez(os.path.join(self.folder, "data.npz"), x_train=data.x_train,
-                     y_train=data.y_train, x_test=data.x_test)
-            return {"key": key, "folder": self.folder}
+            return {"key": key, "folder": self.folder, "data": data_file}
         inline = {"key": key, "model_json": self.model.to_json(),
                   "weights": self.model.get_weights(),
                   "data": (data.x_train, data.y_train, data.x_test)}
@@ -354,8 +350,7 @@ class Engine:
             model = answer["model"]
         else:
             with _keras._quiet_native_logs():
-                model = _keras.keras().models.model_from_json(answer["json"])
-            model.set_weights(answer["weights"])
+                model = _jobs.from_parts(answer["json"], answer["weights"])
         settings: CompileSettings = self.settings[c.technique]
         done = _jobs.TechniqueResult(model, tuple(answer["notes"]), answer.get("tflite"), None)
         code = seeded_code(MODULES[c.technique].code(c.params, settings), self.seed,
@@ -378,15 +373,9 @@ class Engine:
                 variant.export_model, wb.data, mode=mode,
                 representative_samples=sw.REPRESENTATIVE_SAMPLES, epochs=1, layers=None,
                 batch_size=wb.batch_size, lineage=wb._lineage(variant))
-            from compresswidgets import tflite as tfl
-
-            child = Variant(wb._unique(f"{variant.name} > {mode}"), params.as_dict(),
-                            parent=variant, tflite=made["tflite"], mode=mode,
-                            context=wb._context,
-                            metrics={"tflite_accuracy": metric(y_test, made["y_pred"])},
-                            code_step=quantization.code(params, None,
-                                                        tfl.fixed_batch(made["tflite"])))
-            wb._add(child)
+            child = wb._add(wb._converted(
+                wb._unique(f"{variant.name} > {mode}"), params, variant, made["tflite"],
+                {"tflite_accuracy": metric(y_test, made["y_pred"])}))
             self.made[child.name] = child
             rows.append(self._row(c, child, mode, answer["seconds"], worker, variant.sparsity))
         self.rows.extend(rows)
@@ -396,13 +385,12 @@ class Engine:
              sparsity: float) -> dict[str, Any]:
         reference = self.wb.original.accuracy
         value = v.accuracy
-        better = self.wb.metric.greater_is_better
         per_layer = isinstance(c.level, dict)
         return {"candidate": c.index, "name": v.name, "technique": c.technique,
                 "level": _overall(c), "targets": dict(c.level) if per_layer else None,
                 "base": c.base.name, "then": then, "seed": self.seed,
                 "metric": value, "delta": value - reference,
-                "drop": (reference - value) if better else (value - reference),
+                "drop": self.wb.metric.drop(reference, value),
                 "size_bytes": v.size_bytes, "gzipped_bytes": v.gzipped_bytes,
                 "sparsity": sparsity, "seconds": seconds, "worker": worker, "error": None}
 

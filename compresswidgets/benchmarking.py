@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compresswidgets._data import MetricSpec
+from compresswidgets._data import MetricSpec, records_frame
 from compresswidgets._keras import describe
 from compresswidgets.techniques._common import check_number
 from compresswidgets.tflite import ConversionError
@@ -109,12 +109,7 @@ class BenchmarkReport:
 
     def to_dataframe(self) -> Any:
         """The rows as a pandas DataFrame (needs pandas; :meth:`to_records` does not)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("to_dataframe() needs pandas: `pip install pandas`. "
-                              "to_records() gives the same rows as dicts.") from exc
-        return pd.DataFrame.from_records(self.to_records())
+        return records_frame(self.to_records(), "to_records() gives the same rows as dicts.")
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """The rows as CSV; also written to ``path`` when given.

@@ -12,7 +12,6 @@ failure (one line: what, and the fix; ``--debug`` adds the traceback).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from pathlib import Path
@@ -78,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 def _inspect(args: argparse.Namespace) -> int:
     import compresswidgets as cw
+    from compresswidgets._files import json_text
 
     report = cw.inspect_weights(cw.load_model(args.model, compile=False), bins=None)
     rows = [t.as_dict() for t in report.tensors]
     if args.json:
-        print(json.dumps({"model": report.model_name, "params": report.total_params,
-                          "sparsity": report.sparsity, "tensors": rows}, indent=2,
-                         default=_plain))
+        print(json_text({"model": report.model_name, "params": report.total_params,
+                         "sparsity": report.sparsity, "tensors": rows}))
         return 0
     print(f"{report.model_name}: {report.total_params:,} parameters, "
           f"{report.float32_bytes / 1e6:.2f} MB as float32, sparsity {report.sparsity:.2%}")
@@ -147,10 +146,11 @@ def _compress(args: argparse.Namespace) -> int:
     import compresswidgets as cw
     from compresswidgets import recipe as rc
     from compresswidgets import report as rp
-    from compresswidgets._files import safe_filename, write_files
+    from compresswidgets._files import json_text, write_files
+    from compresswidgets.export import check_formats, files_for
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    recipe = rc.load(args.recipe)  # a bad recipe is refused before the model loads
+    formats = check_formats([f.strip() for f in args.formats.split(",") if f.strip()])
+    recipe = rc.load(args.recipe)  # bad input is refused before the model loads
     data = load_data(args.data)
     model = cw.load_model(args.model)
     bars = _Bars()
@@ -161,24 +161,15 @@ def _compress(args: argparse.Namespace) -> int:
     made = list(wb.variants[1:])
     chosen = made[-1] if made else wb.original
     files: dict[str, bytes | str] = {}
-    for v in made:
-        stem = safe_filename(v.name)
-        if "tflite" in formats:
-            files[f"{stem}.tflite"] = v.tflite
-        if "json" in formats:
-            files[f"{stem}.json"] = json.dumps(v.document(), indent=2, default=_plain)
-        if "c" in formats:
-            from compresswidgets.export import c_array, c_identifier
-
-            files[f"{stem}.h"], files[f"{stem}.c"] = c_array(v.tflite, c_identifier(stem),
-                                                             f"{stem}.h")
-        if "keras" in formats and v.has_keras_model:
-            files[f"{stem}.keras"] = v.keras_file()
+    for v in made:  # a quantized variant has no .keras: its .tflite is the model
+        mine = [f for f in formats if f != "keras" or v.has_keras_model]
+        for written in files_for(v, mine).values():
+            files.update(written)
     rows = wb.compare()
     summary = {"chosen": chosen.name, "metric": wb.metric.name,
                "greater_is_better": wb.metric.greater_is_better, "variants": rows}
-    files["summary.json"] = json.dumps(summary, indent=2, default=_plain)
-    files["recipe.json"] = json.dumps(wb.recipe(), indent=2, default=_plain)
+    files["summary.json"] = json_text(summary)
+    files["recipe.json"] = json_text(wb.recipe())
     files["report.html"] = rp.render(wb)
     out = Path(args.out).expanduser()
     write_files(out, files)  # all of them or none
@@ -192,8 +183,8 @@ def _gate(wb: Any, chosen: Any, max_drop: float | None, max_gzipped: int | None)
     metric = wb.metric
     if max_drop is not None:
         ref, got = wb.original.accuracy, chosen.accuracy
-        drop = (ref - got) if metric.greater_is_better else (got - ref)
-        if drop > max_drop + 1e-12:
+        drop = metric.drop(ref, got)
+        if not metric.within(drop, max_drop):
             raise GateMissed(f"{chosen.name!r}: {metric.name} {metric.format(got)} is "
                              f"{drop:.4f} worse than the original's {metric.format(ref)}, "
                              f"over --max-drop {max_drop}")
@@ -227,10 +218,6 @@ def _benchmark(args: argparse.Namespace) -> int:
         report.to_json(args.json)
     failed = [r for r in report.rows if r.error]
     return 2 if failed and len(failed) == len(report.rows) else 0
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
 
 
 # --------------------------------------------------------------------------- entry point

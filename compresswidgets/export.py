@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 import threading
 from dataclasses import asdict, dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compresswidgets import _process
-from compresswidgets._files import write_files
+from compresswidgets._files import json_text, safe_filename, write_files
 
 if TYPE_CHECKING:
     from compresswidgets.variant import Variant
@@ -126,13 +125,8 @@ def c_array(tflite: bytes, ident: str, header: str) -> tuple[str, str]:
     return head, source
 
 
-def export(variant: Variant, folder: str | Path, formats: Any = FORMATS, *,
-           micro_figures: bool | None = None) -> dict[str, Path]:
-    """Write ``variant`` in each of ``formats`` to ``folder`` (all files or none); the paths
-    by format. ``micro_figures`` (default: when tflite-micro is installed) adds the TFLite
-    Micro arena and accuracy to the JSON."""
-    from compresswidgets._files import safe_filename
-
+def check_formats(formats: Any) -> list[str]:
+    """``formats`` as a list of :data:`FORMATS`, or a three-part error."""
     if isinstance(formats, str):
         formats = (formats,)
     chosen = list(formats) if formats is not None else []
@@ -140,31 +134,37 @@ def export(variant: Variant, folder: str | Path, formats: Any = FORMATS, *,
     if unknown or not chosen:
         raise ValueError(f"formats={formats!r} has {unknown or 'nothing'}; expected some of "
                          f"{', '.join(map(repr, FORMATS))}, e.g. formats=('tflite', 'c').")
-    folder = Path(folder).expanduser()
+    return chosen
+
+
+def files_for(variant: Variant, formats: list[str], *, micro_figures: bool = False,
+              ) -> dict[str, dict[str, bytes | str]]:
+    """The files of ``variant`` in each of ``formats``: format -> {file name: contents}."""
     stem = safe_filename(variant.name)
-    files: dict[str, bytes | str] = {}
-    paths: dict[str, Path] = {}
-    if "tflite" in chosen:
-        files[f"{stem}.tflite"] = variant.tflite
-        paths["tflite"] = folder / f"{stem}.tflite"
-    if "c" in chosen:
-        ident = c_identifier(stem)
-        head, source = c_array(variant.tflite, ident, f"{stem}.h")
-        files[f"{stem}.h"], files[f"{stem}.c"] = head, source
-        paths["c"] = folder / f"{stem}.c"
-    if "keras" in chosen:
-        files[f"{stem}.keras"] = variant.keras_file()
-        paths["keras"] = folder / f"{stem}.keras"
-    if "json" in chosen:
+    out: dict[str, dict[str, bytes | str]] = {}
+    if "tflite" in formats:
+        out["tflite"] = {f"{stem}.tflite": variant.tflite}
+    if "c" in formats:
+        head, source = c_array(variant.tflite, c_identifier(stem), f"{stem}.h")
+        out["c"] = {f"{stem}.c": source, f"{stem}.h": head}
+    if "keras" in formats:
+        out["keras"] = {f"{stem}.keras": variant.keras_file()}
+    if "json" in formats:
         document = variant.document()
-        if micro_figures if micro_figures is not None else micro_available():
+        if micro_figures:
             document["micro"] = variant.micro().as_dict()
-        files[f"{stem}.json"] = json.dumps(document, indent=2, default=_json_default)
-        paths["json"] = folder / f"{stem}.json"
-    write_files(folder, files)
-    return paths
+        out["json"] = {f"{stem}.json": json_text(document)}
+    return out
 
 
-def _json_default(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
-
+def export(variant: Variant, folder: str | Path, formats: Any = FORMATS, *,
+           micro_figures: bool | None = None) -> dict[str, Path]:
+    """Write ``variant`` in each of ``formats`` to ``folder`` (all files or none); the paths
+    by format (the source file for ``c``). ``micro_figures`` (default: when tflite-micro is
+    installed) adds the TFLite Micro arena and accuracy to the JSON."""
+    by_format = files_for(variant, check_formats(formats), micro_figures=(
+        micro_figures if micro_figures is not None else micro_available()))
+    folder = Path(folder).expanduser()
+    write_files(folder, {name: body for files in by_format.values()
+                         for name, body in files.items()})
+    return {kind: folder / next(iter(files)) for kind, files in by_format.items()}

@@ -196,8 +196,6 @@ def replay(recipe: Any, wb: Workbench, progress: Any = None) -> list[Variant]:
     out = []
     for step in recipe["variants"]:
         kwargs = {k: v for k, v in step.items() if k not in ("technique", "parent", "name")}
-        if kwargs.get("layers") is not None and isinstance(kwargs["layers"], list):
-            kwargs["layers"] = list(kwargs["layers"])
         method = {"prune": wb.prune, "cluster": wb.cluster, "quantize": wb.quantize}[
             step["technique"]]
         if step["technique"] != "quantize" or step.get("mode") == "qat":

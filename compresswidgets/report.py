@@ -14,14 +14,13 @@ import base64
 import datetime
 import html
 import io
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compresswidgets._files import write_files
+from compresswidgets._files import json_text, write_files
 from compresswidgets._keras import describe
 
 if TYPE_CHECKING:
@@ -151,7 +150,7 @@ def _before_after(wb: Workbench, v: Variant) -> str:
 def _variant_section(wb: Workbench, v: Variant) -> str:
     header, rows = _layer_rows(wb, v)
     notes = "".join(f"<li>{esc(n)}</li>" for n in v.notes)
-    recipe = json.dumps(v.recipe, indent=2, default=str)
+    recipe = json_text(v.recipe)
     return (f"<h3>{esc(v.name)}</h3>"
             + (f"<ul class='muted'>{notes}</ul>" if notes else "")
             + _table(header, rows) + _before_after(wb, v)

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,7 @@ def search(wb: Workbench, *, max_drop: float, objective: str, budget: int, epoch
     stopped = False
     spent = 0
     rounds = 0
+    start = time.perf_counter()
 
     def relay(p: sw.SweepProgress) -> None:
         nonlocal stopped
@@ -109,11 +111,12 @@ def search(wb: Workbench, *, max_drop: float, objective: str, budget: int, epoch
             plan = [(f, s) for s in FIRST_LEVELS for f in kinds]
         else:
             plan = [(f, s) for f in kinds if (s := f.next()) is not None]
-        for f, s in plan:
-            if not f.level(s):  # no targets for it: out of this family's reach
+        leveled = [(f, s, f.level(s)) for f, s in plan]  # a guided level asks suggest()
+        for f, s, level in leveled:
+            if not level:  # no targets for it: out of this family's reach
                 f.tried[s] = False
-        plan = [(f, s) for f, s in plan if f.level(s)][: budget - spent]
-        levels = [f.level(s) for f, s in plan]
+        plan = [(f, s) for f, s, level in leveled if level][: budget - spent]
+        levels = [level for _, _, level in leveled if level][: budget - spent]
         if not plan:
             break
         result = wb.sweep(prune=levels, epochs=epochs, then=then, base=base_variant,
@@ -128,13 +131,14 @@ def search(wb: Workbench, *, max_drop: float, objective: str, budget: int, epoch
         for index, (f, s) in enumerate(plan):
             mine = [r for r in result.rows if r["candidate"] == index and r["error"] is None]
             if mine or result.complete:
-                f.tried[s] = any(r["drop"] <= max_drop + 1e-12 for r in mine)
+                f.tried[s] = any(wb.metric.within(r["drop"], max_drop) for r in mine)
         stopped = stopped or not result.complete
-    combined = sw.Sweep(rows, made, wb.metric, complete=not stopped, executor=result.executor
-                        if rounds else "none", workers=result.workers if rounds else 0,
-                        seconds=0.0, notes=(f"search: max_drop={max_drop}, objective="
-                                            f"{objective}, {spent} candidates in {rounds} "
-                                            "round(s)",))
+    note = f"search: max_drop={max_drop}, objective={objective}, {spent} candidates in " \
+           f"{rounds} round(s)"
+    combined = sw.Sweep(rows, made, wb.metric, complete=not stopped,
+                        executor=result.executor if rounds else "none",
+                        workers=result.workers if rounds else 0,
+                        seconds=time.perf_counter() - start, notes=(note,))
     wb._sweeps.append(combined)
     if objective == "median_ms":
         return _fastest(wb, combined, max_drop)
@@ -156,7 +160,7 @@ def _fastest(wb: Workbench, combined: sw.Sweep, max_drop: float) -> Variant | No
     """The qualifying variant of the lowest median latency (the smallest few, benchmarked
     now in LiteRT, one thread)."""
     rows = sorted((r for r in combined.rows if r["error"] is None
-                   and r["drop"] <= max_drop + 1e-12), key=lambda r: r["gzipped_bytes"])
+                   and wb.metric.within(r["drop"], max_drop)), key=lambda r: r["gzipped_bytes"])
     chosen = [wb[r["name"]] for r in rows[:LATENCY_CANDIDATES]]
     if not chosen:
         return None

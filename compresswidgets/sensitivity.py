@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from compresswidgets import _keras
-from compresswidgets._data import MetricSpec
+from compresswidgets._data import MetricSpec, records_frame
 from compresswidgets._training import Progress, ProgressCallback
 from compresswidgets.techniques import clustering, pruning
 from compresswidgets.techniques._common import (
@@ -263,7 +263,6 @@ def measure(evaluate: Evaluator, plan: list[tuple[str, Any, tuple[Any, ...]]],
     run = Run()
     total = sum(len(levels) for _, _, levels in plan)
     done = 0
-    direction = 1.0 if evaluate.metric.greater_is_better else -1.0
     for technique, layer, levels in plan:
         probe = PROBES[technique]
         variables = probe.weights(layer)
@@ -281,7 +280,7 @@ def measure(evaluate: Evaluator, plan: list[tuple[str, Any, tuple[Any, ...]]],
                 run.rows.append({
                     "layer": name(layer.name), "technique": technique, "level": level,
                     "metric": metric, "delta": metric - baseline,
-                    "drop": direction * (baseline - metric),
+                    "drop": evaluate.metric.drop(baseline, metric),
                     "weights": int(sum(w.size for w in originals)),
                     "gzipped_saved": int(saved)})
                 done += 1
@@ -366,12 +365,7 @@ class Sensitivity:
         return tuple(self.levels)
 
     def to_dataframe(self) -> Any:
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("to_dataframe() needs pandas: `pip install pandas`. The rows are "
-                              "already a list of dicts (.rows).") from exc
-        return pd.DataFrame.from_records(self.rows)
+        return records_frame(self.rows, "The rows are already a list of dicts (.rows).")
 
     def ranking(self, technique: str, level: Any) -> list[tuple[str, float]]:
         """``(layer, drop)`` at one level, the most sensitive layer first."""

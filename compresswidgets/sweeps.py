@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compresswidgets import _process
+from compresswidgets._data import records_frame
 from compresswidgets._keras import describe
 from compresswidgets.techniques._common import check_number
 
@@ -227,12 +228,7 @@ class Sweep:
         return [self._variants[r["name"]] for r in self._rows if r["name"] in self._variants]
 
     def to_dataframe(self) -> Any:
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("to_dataframe() needs pandas: `pip install pandas`. The rows are "
-                              "already a list of dicts (.rows).") from exc
-        return pd.DataFrame.from_records(self.rows)
+        return records_frame(self.rows, "The rows are already a list of dicts (.rows).")
 
     def _ok(self) -> list[dict[str, Any]]:
         return [r for r in self._rows if r["error"] is None]
@@ -257,7 +253,7 @@ class Sweep:
             sign = -1 if self.metric.greater_is_better else 1
             rows = sorted(rows, key=lambda r: (sign * r["metric"], r[objective]))
         else:
-            rows = sorted((r for r in rows if r["drop"] <= max_drop + 1e-12),
+            rows = sorted((r for r in rows if self.metric.within(r["drop"], max_drop)),
                           key=lambda r: (r[objective], r["drop"]))
         return self._variants[rows[0]["name"]] if rows else None
 

@@ -15,7 +15,7 @@ import numpy as np
 from compresswidgets import _keras
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Data, MetricSpec
-from compresswidgets._files import safe_filename, write_files
+from compresswidgets._files import json_text, safe_filename, write_files
 from compresswidgets.inspection import inspect_weights
 from compresswidgets.techniques._common import kernel_of
 
@@ -491,7 +491,7 @@ class Variant:
             files[f"{stem}.keras"] = self.keras_file()
         document = self.document(keras=keras)
         files[f"{stem}.tflite"] = self.tflite
-        files[f"{stem}.json"] = json.dumps(document, indent=2, default=_json_default)
+        files[f"{stem}.json"] = json_text(document)
         write_files(folder, files)  # all of them or none
         return folder.expanduser() / f"{stem}.json"
 
@@ -629,8 +629,3 @@ def keras_predict(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def _float_converter(fixed_batch: int | None) -> list[str]:
     return tfl.converter_code("float32", fixed_batch=fixed_batch)
-
-
-def _json_default(value: Any) -> Any:
-    """NumPy scalars as numbers; anything else JSON cannot hold, as text."""
-    return value.item() if isinstance(value, np.generic) else str(value)

@@ -43,6 +43,7 @@ from compresswidgets._data import (
     check_against_model,
     check_single_io,
     metric_spec,
+    records_frame,
 )
 from compresswidgets._keras import describe
 from compresswidgets._training import (
@@ -113,12 +114,7 @@ class Comparison(list):
     metric: MetricSpec | None = None
 
     def to_dataframe(self) -> Any:
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("to_dataframe() needs pandas: `pip install pandas`. The rows are "
-                              "already a list of dicts.") from exc
-        return pd.DataFrame.from_records(self)
+        return records_frame(list(self), "The rows are already a list of dicts.")
 
     def __str__(self) -> str:
         name = self.metric.name if self.metric else "accuracy"
@@ -392,12 +388,13 @@ class Workbench:
         return not _jobs.in_process() and _jobs.portable(model) and settings.portable
 
     def _train_file(self) -> str:
-        """The training split as one .npz the worker reads; written once per Workbench."""
+        """The training split (and ``x_test``, which a sweep's candidates predict) as one
+        .npz the workers read; written once per Workbench."""
         if self._scratch is None:
             self._scratch = tempfile.mkdtemp(prefix="cw-workbench-")
             weakref.finalize(self, shutil.rmtree, self._scratch, True)
             np.savez(os.path.join(self._scratch, "train.npz"), x_train=self.data.x_train,
-                     y_train=self.data.y_train)
+                     y_train=self.data.y_train, x_test=self.data.x_test)
         return os.path.join(self._scratch, "train.npz")
 
     # ------------------------------------------------------------------ techniques
@@ -580,10 +577,15 @@ class Workbench:
                 e.named(self.user_name).as_dict() for e in report.errors]}
         else:
             blob = tfl.convert(exported, mode, representative=samples)
-        return self._add(Variant(
-            label, params.as_dict(), parent=base_variant, tflite=blob, mode=mode,
-            context=self._context, metrics=metrics,
-            code_step=quantization.code(params, None, tfl.fixed_batch(blob))))
+        return self._add(self._converted(label, params, base_variant, blob, metrics))
+
+    def _converted(self, label: str, params: Any, base: Variant, blob: bytes,
+                   metrics: dict[str, Any] | None = None) -> Variant:
+        """The Variant of a post-training conversion of ``base``: its .tflite and the code
+        that makes it (``metrics``, if measured already)."""
+        return Variant(label, params.as_dict(), parent=base, tflite=blob, mode=params.mode,
+                       context=self._context, metrics=metrics,
+                       code_step=quantization.code(params, None, tfl.fixed_batch(blob)))
 
     # ------------------------------------------------------------------ sensitivity
     @_releasing

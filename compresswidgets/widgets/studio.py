@@ -212,12 +212,12 @@ class Studio(widgets.VBox):
 def recipe_html(workbench: Any) -> str:
     """The Workbench's recipe to copy (a collapsed JSON block) and to save (a download), and
     the line that replays it."""
-    import json
+    from compresswidgets._files import json_text
 
     recipe = workbench.recipe()
     if not recipe["variants"]:
         return ""
-    text = json.dumps(recipe, indent=2, default=str)
+    text = json_text(recipe)
     return ("<details><summary><b>Recipe</b> of these variants (copy, or "
             + download_link("recipe.json", "application/json", text).strip()
             + "; replay with <code>cw.Workbench.replay('recipe.json', model, data)</code>)"
