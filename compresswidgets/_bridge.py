@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from compresswidgets import _keras
+from compresswidgets import _graph, _keras
 
 #: Outputs of the two models may differ by this much, relative to the largest output.
 TOLERANCE = 1e-5
@@ -37,7 +37,7 @@ VERIFY_SAMPLES = 32
 #: the first but not the second, or split scopes).
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.-]+")
-_MODELS = ("Functional", "Sequential", "Model")
+_MODELS = _graph.MODELS
 _WRAPPERS = ("layer", "backward_layer")
 #: Keras 3 argument -> tf_keras argument, per layer class.
 _RENAMED = {"LeakyReLU": {"negative_slope": "alpha"},
@@ -52,9 +52,8 @@ _ACTIVATIONS = {"silu": "swish", **{name: f"compresswidgets>{name}" for name in 
     "hard_silu", "hard_swish", "hard_sigmoid", "relu6", "leaky_relu", "log_softmax")}}
 #: Values of a Keras 3 argument tf_keras lacks that mean "the default": dropping it is exact.
 _DEFAULTISH = (None, False, "auto", 0)
-#: Keras 3 operations on a tensor and a number -> the tf_keras TFOpLambda function.
-_OPERATIONS = {"Add": "math.add", "Subtract": "math.subtract", "Multiply": "math.multiply",
-               "TrueDivide": "math.truediv", "Divide": "math.truediv"}
+#: The tf_keras layer that runs a weightless Keras 3 operation (``compresswidgets._keras``).
+OPERATION = "compresswidgets>KerasOperation"
 _LAYER_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_shape",
                  "batch_input_shape", "batch_size", "weights", "activity_regularizer",
                  "autocast", "implementation"}
@@ -72,13 +71,16 @@ class Bridged:
         model: the tf_keras model (same architecture, same weights).
         names: tf_keras layer name -> the user's layer name, for the names that had to change.
         max_error: the largest output difference measured, relative to the output's scale.
-        notes: what the translation left out or changed (Keras 3 arguments tf_keras lacks).
+        notes: what the translation left out or changed (Keras 3 arguments tf_keras lacks,
+            nested models inlined).
     """
 
     model: Any
     names: dict[str, str] = field(default_factory=dict)
     max_error: float = 0.0
     notes: tuple[str, ...] = ()
+    #: the paths of the nested models whose layers were inlined into the twin
+    inlined: tuple[str, ...] = ()
 
     def user_name(self, name: str) -> str:
         """The user's spelling of a tf_keras layer name."""
@@ -106,17 +108,82 @@ def to_tf_keras(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Any:
     return bridge(model, x, tolerance=tolerance).model
 
 
+def needs_bridge(model: Any) -> bool:
+    """A Keras 3 model (tfmot wraps tf_keras layers only), or a tf_keras model with a model
+    used as a layer (tfmot leaves a nested model whole: its layers are inlined first)."""
+    if is_keras3(model):
+        return True
+    return type(model).__name__ in ("Functional", "Sequential") and any(
+        type(layer).__name__ in _MODELS for layer in getattr(model, "layers", []))
+
+
 def bridge(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Bridged:
-    """Translate a Keras 3 Sequential/functional model to tf_keras and verify it on ``x``.
+    """The flat tf_keras twin of a model that tfmot cannot act on as it is, verified on ``x``:
+    a Keras 3 Sequential/functional model is translated to tf_keras, and in either Keras the
+    models used as layers (a backbone, a block) are inlined into one graph, their layers
+    named by path (``"mobilenetv2/block_1_project"``, :attr:`Bridged.names`).
 
     Raises:
         BridgeError: a subclassed model, layers with no tf_keras counterpart (all listed), a
-            weight that has no counterpart, or outputs that differ (the first layer that does).
+            graph tf_keras cannot build, a weight that has no counterpart, or outputs that
+            differ (the first layer that does).
     """
-    if not is_keras3(model):
+    if not needs_bridge(model):
         raise BridgeError(
-            f"The bridge translates Keras 3 models, but got {_keras.describe(model)}. "
-            "A tf_keras model needs no bridge: pass it as it is.")
+            f"The bridge translates Keras 3 models and inlines nested models, but got "
+            f"{_keras.describe(model)}. A flat tf_keras model needs no bridge: pass it as it is.")
+    if is_keras3(model):
+        _check_keras3(model)
+    kind, config, inlined = _graph.inline(type(model).__name__, model.get_config(),
+                                          keras3=is_keras3(model))
+    names = _safe_names(model.name, _graph.layer_names(config))
+    if is_keras3(model):
+        translation = _Translation(names, dict(_layers_by_path(model, set(inlined))))
+        config = translation.model(kind, config)
+        if translation.refused:
+            raise BridgeError(
+                "These layers have no tf_keras counterpart, so the model cannot be bridged to "
+                f"tfmot: {', '.join(translation.refused)}. Build them from standard Keras "
+                "layers (a Lambda becomes a small layer of its own, registered for both "
+                "Kerases), or use post-training quantization, which converts the Keras 3 model "
+                "as it is.")
+        notes = list(translation.notes)
+    else:
+        config, notes = _renamed(config, names), []
+    if kind != "Sequential":
+        try:
+            _graph.check_buildable(config)
+        except _graph.GraphError as exc:
+            raise BridgeError(
+                f"tf_keras cannot rebuild {model.name!r} from its translated config: {exc} "
+                "(this check stands where tf_keras' from_config would loop forever). Please "
+                "report the model; post-training quantization works on it as it is.") from exc
+    keras2 = _keras.keras()
+    try:
+        with _keras._quiet_native_logs():
+            twin = keras2.models.model_from_config({"class_name": kind, "config": config})
+    except Exception as exc:  # the translation is ours: report it, with its cause
+        raise BridgeError(
+            f"tf_keras could not rebuild {model.name!r} from its translated config "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). The bridge covers the "
+            "standard Keras layers; please report the layer above. Post-training quantization "
+            "works on the model as it is.") from exc
+    copy_weights(model, twin, names)
+    error = verify(model, twin, x, names, tolerance)
+    renamed = {safe: user for user, safe in names.items() if safe != user}
+    if inlined:
+        notes.append("Nested models inlined so that every layer can be compressed: "
+                     + ", ".join(repr(n) for n in inlined) + " (their layers are named "
+                     f"by path, e.g. {next(iter(renamed.values()), '')!r}).")
+    pathless = {safe: user for safe, user in renamed.items() if _graph.SEP not in user}
+    if pathless:
+        notes.append("Layer names TensorFlow cannot use are called "
+                     + ", ".join(f"{safe!r} for {user!r}" for safe, user in pathless.items())
+                     + " inside TensorFlow and the converter.")
+    return Bridged(twin, renamed, error, tuple(notes), tuple(inlined))
+
+
+def _check_keras3(model: Any) -> None:
     import keras
 
     backend = keras.backend.backend()
@@ -134,35 +201,6 @@ def bridge(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Bridged:
             "a config, so it cannot be rebuilt in tf_keras. Rewrite it with the functional API "
             "(keras.Input(...) -> layers -> keras.Model(inputs, outputs)) to prune, cluster or "
             "QAT it; post-training quantization and inspection work on it as it is.")
-    names = _safe_names(model)
-    translation = _Translation(names, {layer.name: layer for layer in _all_layers(model)})
-    config = translation.model(type(model).__name__, model.get_config())
-    if translation.refused:
-        raise BridgeError(
-            "These layers have no tf_keras counterpart, so the model cannot be bridged to "
-            f"tfmot: {', '.join(translation.refused)}. Build them from standard Keras layers (a "
-            "Lambda becomes a small layer of its own, registered for both Kerases), or use "
-            "post-training quantization, which converts the Keras 3 model as it is.")
-    keras2 = _keras.keras()
-    try:
-        with _keras._quiet_native_logs():
-            twin = keras2.models.model_from_config(
-                {"class_name": type(model).__name__, "config": config})
-    except Exception as exc:  # the translation is ours: report it, with its cause
-        raise BridgeError(
-            f"tf_keras could not rebuild {model.name!r} from its translated config "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). The bridge covers the "
-            "standard Keras layers; please report the layer above. Post-training quantization "
-            "works on the Keras 3 model as it is.") from exc
-    copy_weights(model, twin, {user: safe for user, safe in names.items()})
-    error = verify(model, twin, x, names, tolerance)
-    renamed = {safe: user for user, safe in names.items() if safe != user}
-    notes = list(translation.notes)
-    if renamed:
-        notes.append("Layer names TensorFlow cannot use are called "
-                     + ", ".join(f"{safe!r} for {user!r}" for safe, user in renamed.items())
-                     + " inside TensorFlow and the converter.")
-    return Bridged(twin, renamed, error, tuple(notes))
 
 
 def to_keras3(tfk_model: Any, like: Any, x: Any, names: dict[str, str] | None = None, *,
@@ -172,8 +210,7 @@ def to_keras3(tfk_model: Any, like: Any, x: Any, names: dict[str, str] | None = 
     ``names`` maps tf_keras names to the user's (:attr:`Bridged.names`).
     """
     copy = keras3_clone(like, weights=False)
-    user_to_safe = {layer.name: layer.name for layer in _all_layers(like)}
-    user_to_safe.update({user: safe for safe, user in (names or {}).items()})
+    user_to_safe = {user: safe for safe, user in (names or {}).items()}
     copy_weights(copy, tfk_model, user_to_safe, into_keras3=True)
     verify(copy, tfk_model, x, user_to_safe, tolerance)
     return copy
@@ -229,16 +266,19 @@ def keras3_clone(model: Any, *, weights: bool = True) -> Any:
 # -- names -----------------------------------------------------------------------------------
 
 
-def _all_layers(model: Any) -> Iterator[Any]:
+def _layers_by_path(model: Any, inlined: set[str], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(name, layer)`` for every layer, nested models' included: the layers of an inlined
+    model are named by path (``"backbone/conv"``)."""
     for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers") and type(layer).__name__ in _MODELS:
-            yield from _all_layers(layer)
+        yield prefix + layer.name, layer
+        if type(layer).__name__ in _MODELS:
+            inner = prefix + layer.name + _graph.SEP if prefix + layer.name in inlined else ""
+            yield from _layers_by_path(layer, inlined, inner)
 
 
-def _safe_names(model: Any) -> dict[str, str]:
+def _safe_names(model_name: str, layer_names: Iterator[str]) -> dict[str, str]:
     """The user's layer name -> a name TensorFlow accepts (the same name when it is safe)."""
-    every = [model.name, *(layer.name for layer in _all_layers(model))]
+    every = [model_name, *layer_names]
     taken = {name for name in every if _SAFE.match(name)}
     names = {}
     for name in every:
@@ -271,7 +311,6 @@ class _Translation:
         self.refused: list[str] = []
         self.notes: list[str] = []
         self._shift: set[str] = set()
-        self._constants: dict[str, float] = {}
 
     def model(self, kind: str, config: dict[str, Any]) -> dict[str, Any]:
         out = {"name": self.names.get(config["name"], config["name"]),
@@ -287,12 +326,13 @@ class _Translation:
                        if entry["class_name"] == "Sequential" and entry["config"]["layers"]
                        and entry["config"]["layers"][0]["class_name"] == "InputLayer"}
         for entry in layers:
-            if entry["class_name"] == "TFOpLambda":  # one call: [tensor, {"y": constant}]
-                tensor = self._node(entry["inbound_nodes"][0])[0][:3]
-                y = self._constants[entry["config"]["name"]]
-                entry["inbound_nodes"] = [[*tensor, {"y": y, "name": None}]]
+            if entry["class_name"] == OPERATION:  # every tensor it takes, args and kwargs
+                entry["inbound_nodes"] = [[[*self._reference(*ref), {}]
+                                           for ref in _graph.refs(node)]
+                                          for node in entry["inbound_nodes"]]
             else:
-                entry["inbound_nodes"] = [self._node(node) for node in entry["inbound_nodes"]]
+                entry["inbound_nodes"] = [self._node(node, entry["class_name"])
+                                          for node in entry["inbound_nodes"]]
         out["input_layers"] = self._endpoints(config["input_layers"])
         out["output_layers"] = self._endpoints(config["output_layers"])
         return out
@@ -302,9 +342,7 @@ class _Translation:
         return [safe, node + (safe in self._shift), index]
 
     def _endpoints(self, value: list[Any]) -> list[list[Any]]:
-        if value and isinstance(value[0], str):
-            value = [value]
-        return [self._reference(name, node, index) for name, node, index in value]
+        return [self._reference(*ref) for ref in _graph.endpoints(value)]
 
     def layer(self, entry: dict[str, Any]) -> dict[str, Any]:
         kind = entry["class_name"]
@@ -314,8 +352,9 @@ class _Translation:
             translated = self.model("Sequential" if kind == "Sequential" else "Functional",
                                     config)
             kind = "Sequential" if kind == "Sequential" else "Functional"
-        elif str(entry.get("module") or "").startswith("keras.src.ops"):
-            kind, translated = "TFOpLambda", self._operation(entry, name)
+        elif str(entry.get("module") or "").startswith("keras.src.ops") or (
+                self._weightless_keras3(kind, entry, name)):
+            kind, translated = OPERATION, self._operation(entry, name)
         else:
             translated = self._layer_config(kind, entry, name)
         out: dict[str, Any] = {"class_name": kind, "config": translated}
@@ -324,23 +363,30 @@ class _Translation:
             out["inbound_nodes"] = entry["inbound_nodes"]
         return out
 
+    def _weightless_keras3(self, kind: str, entry: dict[str, Any], name: str) -> bool:
+        """A built-in Keras 3 layer without weights that tf_keras does not have (or spells
+        differently): it runs as itself, like an operation."""
+        layer = self.live.get(name)
+        builtin = str(entry.get("module") or "").startswith("keras")
+        return (builtin and layer is not None and not layer.weights
+                and entry.get("registered_name") in (None, kind) and kind != "Lambda"
+                and getattr(_keras.keras().layers, kind, None) is None)
+
     def _operation(self, entry: dict[str, Any], name: str) -> dict[str, Any]:
-        """``x + 3.0`` on a Keras 3 tensor is an operation in the graph (MobileNetV3's hard
-        sigmoid); tf_keras records the same as a TFOpLambda of ``tf.math``."""
-        function = _OPERATIONS.get(entry["class_name"])
+        """A weightless Keras 3 operation in the graph (``h + attention``, ``keras.ops.mean``,
+        ``x[:, 0]``, ``3.0 - x``) runs as itself in tf_keras, inside the
+        ``compresswidgets>KerasOperation`` layer (see :mod:`compresswidgets._keras`); the
+        outputs are verified like any layer's."""
         nodes = entry.get("inbound_nodes") or []
-        args = nodes[0].get("args", []) if len(nodes) == 1 else []
-        tensor = [a for a in args if isinstance(a, dict)]
-        constant = [a for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
-        if args and not isinstance(args[0], dict) and entry["class_name"] not in ("Add",
-                                                                                  "Multiply"):
-            function = None  # 3.0 - x: the constant comes first; tf.math has no reflected op
-        if function is None or len(tensor) != 1 or len(constant) != 1 or nodes[0].get("kwargs"):
-            self.refused.append(f"{name!r} (the Keras 3 operation {entry['class_name']} on a "
-                                "tensor; tensor-and-number +, -, *, / are translated)")
-        self._constants[self.names.get(name, name)] = float(constant[0]) if constant else 0.0
-        return {"name": self.names.get(name, name), "trainable": True, "dtype": "float32",
-                "function": function or "math.add"}
+        if len(nodes) != 1:
+            self.refused.append(f"{name!r} (the Keras 3 operation {entry['class_name']} is "
+                                f"called {len(nodes)} times; one call each is supported)")
+        operation = {key: entry[key] for key in ("module", "class_name", "config",
+                                                 "registered_name") if key in entry}
+        call = {"args": nodes[0].get("args", []), "kwargs": nodes[0].get("kwargs", {})} if (
+            nodes) else {"args": [], "kwargs": {}}
+        return {"name": self.names.get(name, name), "trainable": False, "dtype": "float32",
+                "operation": operation, "call": call}
 
     def _layer_config(self, kind: str, entry: dict[str, Any], name: str) -> dict[str, Any]:
         target = getattr(_keras.keras().layers, kind, None)
@@ -366,7 +412,12 @@ class _Translation:
             if isinstance(config.get(key), str):
                 config[key] = _ACTIVATIONS.get(config[key], config[key])
         config["name"] = self.names.get(name, name)
-        return self._accepted(target, config, f"{name!r} ({kind})")
+        config = self._accepted(target, config, f"{name!r} ({kind})")
+        if kind == "MultiHeadAttention":  # tf_keras builds it from the shapes in its config
+            shapes = (entry.get("build_config") or {}).get("shapes_dict") or {}
+            for key in ("query_shape", "key_shape", "value_shape"):
+                config[key] = shapes.get(key)
+        return config
 
     def _lambda(self, name: str) -> dict[str, Any]:
         """A Lambda keeps its Python function (the live one: Keras 3 stores it as bytecode);
@@ -417,23 +468,45 @@ class _Translation:
             return {"class_name": kind, "config": config}
         return {k: self.value(v) for k, v in value.items()}
 
-    def _node(self, node: Any) -> list[list[Any]]:
-        """One call of a layer, Keras 3's ``{"args", "kwargs"}`` -> tf_keras' tensor list."""
+    def _node(self, node: Any, kind: str) -> list[list[Any]]:
+        """One call of a layer, Keras 3's ``{"args", "kwargs"}`` -> tf_keras' layout: the
+        tensors of the first argument, each with the call's other arguments as keywords (a
+        tensor among them as ``[layer, node, index]``, as tf_keras writes it)."""
         if isinstance(node, list):  # already the tf_keras layout
             return node
-        tensors: list[list[Any]] = []
+        args = list(node.get("args", []))
+        first = [self._reference(*ref) for ref in _graph.refs({"args": args[:1]})]
+        kwargs = dict(node.get("kwargs") or {})
+        if len(args) > 1:  # MultiHeadAttention(query, value): by the names of tf_keras' call
+            target = getattr(_keras.keras().layers, kind, None)
+            names = [p for p in inspect.signature(target.call).parameters if p != "self"][1:] \
+                if target is not None else []
+            kwargs.update(zip(names, args[1:], strict=False))
 
-        def collect(item: Any) -> None:
-            if isinstance(item, dict) and item.get("class_name") == "__keras_tensor__":
-                tensors.append(self._reference(*item["config"]["keras_history"]))
-            elif isinstance(item, list | tuple):
-                for sub in item:
-                    collect(sub)
+        def tensor(value: Any) -> Any:
+            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                return self._reference(*value["config"]["keras_history"])
+            return value
 
-        collect(node.get("args", []))
-        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items()
-                  if not (isinstance(v, dict) and v.get("class_name") == "__keras_tensor__")}
-        return [[*t, kwargs] for t in tensors]
+        kwargs = {key: tensor(value) for key, value in kwargs.items()}
+        return [[*t, kwargs] for t in first]
+
+
+def _renamed(config: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A tf_keras functional config with its layers renamed (``names``: old -> new)."""
+    def rename(ref: _graph.Ref) -> _graph.Ref:
+        return (names.get(ref[0], ref[0]), ref[1], ref[2])
+
+    out = dict(config, name=names.get(config["name"], config["name"]), layers=[])
+    for entry in config["layers"]:
+        entry = dict(entry, config=dict(entry["config"]))
+        entry["config"]["name"] = entry["name"] = names.get(entry["config"]["name"],
+                                                            entry["config"]["name"])
+        entry["inbound_nodes"] = [_graph.map_refs(n, rename) for n in entry["inbound_nodes"]]
+        out["layers"].append(entry)
+    for key in ("input_layers", "output_layers"):
+        out[key] = [list(rename(r)) for r in _graph.endpoints(config[key])]
+    return out
 
 
 @functools.cache
@@ -488,19 +561,26 @@ def _keyed(weights: list[Any], aliases: dict[str, str]) -> dict[tuple[str, int],
 
 
 def copy_weights(keras3_model: Any, tfk_model: Any, names: dict[str, str], *,
-                 into_keras3: bool = False) -> None:
-    """Copy weights between a Keras 3 model and its tf_keras twin, layer by layer (``names``:
-    user's layer name -> tf_keras name) and weight by weight by name and shape."""
+                 into_keras3: bool = False, prefix: str = "") -> None:
+    """Copy weights between a user's model and its tf_keras twin, layer by layer (``names``:
+    user's layer name or path -> tf_keras name) and weight by weight by name and shape. The
+    layers of a nested model the twin inlined are found by path (``"backbone/conv"``)."""
     for layer in keras3_model.layers:
         if not layer.weights:  # nothing to copy (a clone's InputLayer has a new name, too)
             continue
+        path = prefix + layer.name
+        nested = type(layer).__name__ in _MODELS
         try:
-            twin = tfk_model.get_layer(names.get(layer.name, layer.name))
+            twin = tfk_model.get_layer(names.get(path, path))
         except ValueError as exc:
-            raise BridgeError(f"Layer {layer.name!r} has no counterpart in the tf_keras model "
+            if nested:  # inlined in the twin: its layers are there, by path
+                copy_weights(layer, tfk_model, names, into_keras3=into_keras3,
+                             prefix=path + _graph.SEP)
+                continue
+            raise BridgeError(f"Layer {path!r} has no counterpart in the tf_keras model "
                               "(its architecture differs); rebuild the variant from this "
                               "model.") from exc
-        if type(layer).__name__ in _MODELS:
+        if nested:
             copy_weights(layer, twin, names, into_keras3=into_keras3)
             continue
         for (group, ours), (_, theirs) in zip(_groups(layer), _groups(twin), strict=True):
@@ -567,6 +647,9 @@ def verify(keras3_model: Any, tfk_model: Any, x: Any, names: dict[str, str],
 def _first_difference(keras3_model: Any, tfk_model: Any, x: Any, names: dict[str, str],
                       tolerance: float) -> str:
     import keras
+
+    if not is_keras3(keras3_model):
+        keras = _keras.keras()
 
     pairs = []
     for layer in keras3_model.layers:

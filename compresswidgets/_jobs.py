@@ -74,7 +74,8 @@ def portable(model: Any) -> bool:
         return False
     if not (getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential"):
         return False
-    return all(type(layer).__module__.startswith("tf_keras.") for layer in model.layers)
+    return all(type(layer).__module__.startswith(("tf_keras.", "compresswidgets."))
+               for layer in model.layers)
 
 
 # --------------------------------------------------------------------------- jobs (worker side)

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -158,6 +158,7 @@ def keras() -> ModuleType:
     with _quiet_native_logs():
         import tf_keras
     register_activations(tf_keras)
+    register_operation_layer(tf_keras)
     return tf_keras
 
 
@@ -187,6 +188,60 @@ def register_activations(keras2: Any) -> None:
         activation.__name__ = name
         keras2.saving.register_keras_serializable("compresswidgets", name)(activation)
 
+
+
+def register_operation_layer(keras2: Any) -> None:
+    """``compresswidgets>KerasOperation``: a tf_keras layer that runs one weightless Keras 3
+    operation of a functional graph (``x + y``, ``keras.ops.mean(x, axis=1)``, ``x[:, 0]``)
+    on TensorFlow tensors, as the Keras 3 model does with the TensorFlow backend. Its config
+    is the operation's Keras 3 config and the call's arguments, so a bridged model travels
+    as JSON like any tf_keras model (see :mod:`compresswidgets._bridge`)."""
+
+    @keras2.saving.register_keras_serializable("compresswidgets")
+    class KerasOperation(keras2.layers.Layer):
+        def __init__(self, operation: dict[str, Any], call: dict[str, Any],
+                     **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.operation = operation
+            self.call_arguments = call
+
+        def call(self, inputs: Any) -> Any:
+            # rebuilt at each trace, not kept: tf_keras would wrap what a layer holds
+            import keras as keras3
+            from keras.src.saving import serialization_lib
+
+            op = serialization_lib.deserialize_keras_object(_plain(self.operation))
+            arguments = serialization_lib.deserialize_keras_object(
+                {"args": _plain(self.call_arguments).get("args", []),
+                 "kwargs": _plain(self.call_arguments).get("kwargs", {})})
+            tensors = iter(inputs if isinstance(inputs, list | tuple) else [inputs])
+
+            def fill(item: Any) -> Any:  # the same order as _graph.refs: args, then kwargs
+                if isinstance(item, keras3.KerasTensor):
+                    return next(tensors)
+                if isinstance(item, dict):
+                    return {key: fill(value) for key, value in item.items()}
+                if isinstance(item, tuple):
+                    return tuple(fill(value) for value in item)
+                if isinstance(item, list):
+                    return [fill(value) for value in item]
+                return item
+
+            filled = fill(arguments)
+            return op(*filled["args"], **filled["kwargs"])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "operation": self.operation,
+                    "call": self.call_arguments}
+
+
+def _plain(value: Any) -> Any:
+    """A config as plain dicts and lists (tf_keras wraps what a layer holds for tracking)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, list | tuple) or type(value).__name__ == "ListWrapper":
+        return [_plain(v) for v in value]
+    return value
 
 
 @functools.cache

@@ -22,9 +22,17 @@ from compresswidgets.techniques._common import kernel_of
 if TYPE_CHECKING:
     from compresswidgets._bridge import Bridged
 
-__all__ = ["Variant", "safe_filename"]
+__all__ = ["UnknownVariantError", "Variant", "safe_filename"]
 
 FORMAT = "compresswidgets.variant/1"
+
+
+class UnknownVariantError(ValueError, KeyError):
+    """A name that no variant of the Workbench has: a ``ValueError`` (a bad argument, such as
+    ``base="nope"``) and a ``KeyError`` (``wb["nope"]``), so either ``except`` catches it."""
+
+    def __str__(self) -> str:  # the message as it is, not quoted as KeyError quotes it
+        return Exception.__str__(self)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ class Variant:
     def bridged(self) -> bool:
         """True when this variant's Keras model is (made from) the tf_keras twin of a Keras 3
         model; a post-training quantization of the original converts the Keras 3 model."""
-        if self._context is None or self._context.bridge is None:
+        if self._context is None or self._context.keras3_model is None:
             return False
         ptq = self.is_quantized and self._recipe.get("mode") != "qat"
         return not (ptq and self._parent is not None and self._parent._parent is None)

@@ -61,7 +61,7 @@ from compresswidgets.techniques._common import (
     clone_with_weights,
     require_tfmot_model,
 )
-from compresswidgets.variant import Context, Variant
+from compresswidgets.variant import Context, UnknownVariantError, Variant
 
 if TYPE_CHECKING:
     from compresswidgets.benchmarking import BenchmarkReport
@@ -166,8 +166,9 @@ class Workbench:
         self._reference = model  # read for its compile settings only
         self.batch_size = int(batch_size)
         bridged, keras3, self._bridge_error = None, None, None
-        if flavour == "keras3":  # tfmot needs tf_keras: a verified twin for the techniques
+        if flavour == "keras3":
             keras3 = clone_with_weights(model)
+        if _bridge.needs_bridge(model):  # tfmot needs flat tf_keras: a verified twin
             try:
                 bridged = _bridge.bridge(model, self.data.x_test)
             except _bridge.BridgeError as exc:
@@ -176,7 +177,7 @@ class Workbench:
             data=self.data, metric=metric_spec(metric, metric_name, greater_is_better,
                                                self.data, logits=outputs_logits(model)),
             preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model),
-                               bridged is not None),
+                               keras3 is not None),
             bridge=bridged, keras3_model=keras3)
         # a Keras 3 model converts itself (its own export), unless TensorFlow cannot take
         # its layer names: then its twin, which computes the same, does
@@ -186,7 +187,8 @@ class Workbench:
                                 clone_with_weights(model),
                                 export_model=export, context=self._context,
                                 notes=bridged.notes if bridged else (),
-                                code_step=_bridge_code() if bridged else "")
+                                code_step=_bridge_code(keras3 is not None) if bridged
+                                else "")
         self._variants: list[Variant] = [self.original]
         self._observers: list[Callable[[], Callable[[VariantsChange], Any] | None]] = []
         self._lock = threading.Lock()
@@ -246,11 +248,23 @@ class Workbench:
                               RuntimeWarning, stacklevel=2)
 
     def __getitem__(self, name: str) -> Variant:
+        return self._named(name)
+
+    def _named(self, name: str, argument: str = "") -> Variant:
+        """The variant called ``name``; else an :class:`UnknownVariantError` (a ValueError and
+        a KeyError) naming what was passed (as ``argument=``, e.g. base), the variants there
+        are and how to pick one. Every lookup by name (``wb[name]``, ``base=``) comes here."""
         for v in self._variants:
             if v.name == name:
                 return v
-        raise KeyError(f"No variant named {name!r}. Variants: "
-                       f"{', '.join(v.name for v in self._variants)}.")
+        names = ", ".join(v.name for v in self._variants)
+        fix = (f"Pass one of these names, or a Variant from wb.variants (e.g. "
+               f"{argument}=wb.variants[-1]); {argument}=None is the original." if argument
+               else f"Pass one of these names, e.g. wb[{self._variants[-1].name!r}], or pick "
+               "from wb.variants.")
+        raise UnknownVariantError(
+            f"No variant named {name!r}{f' ({argument}={name!r})' if argument else ''}. "
+            f"Variants: {names}. {fix}")
 
     def __len__(self) -> int:
         return len(self._variants)
@@ -258,7 +272,7 @@ class Workbench:
     def _base(self, base: Variant | str | None, technique: str) -> Variant:
         if base is None:
             return self.original
-        variant = self[base] if isinstance(base, str) else base
+        variant = self._named(base, "base") if isinstance(base, str) else base
         if not isinstance(variant, Variant) or all(variant is not v for v in self._variants):
             raise ValueError(
                 f"base must be a variant of this Workbench (or its name), but got "
@@ -290,8 +304,9 @@ class Workbench:
         reason there is none."""
         if self._bridge_error is not None and base is self.original:
             raise _bridge.BridgeError(
-                f"{technique} works on a tf_keras twin of a Keras 3 model, and this one could "
-                f"not be made: {self._bridge_error}") from self._bridge_error
+                f"{technique} works on a flat tf_keras twin of this model (a Keras 3 model, or "
+                f"one with models as layers), and it could not be made: {self._bridge_error}"
+            ) from self._bridge_error
         require_tfmot_model(base.keras_model, technique)
         return base.keras_model
 
@@ -942,10 +957,16 @@ def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def _bridge_code() -> str:
+def _bridge_code(keras3: bool) -> str:
+    if not keras3:
+        return ("# tfmot leaves a model used as a layer (a backbone) whole, so compresswidgets\n"
+                "# inlines its layers into one flat tf_keras model (named by path, weights\n"
+                "# copied by name) and checks that both compute the same outputs on x_test.\n"
+                "import compresswidgets as cw\n\n"
+                "model = cw.to_tf_keras(model, x_test)")
     return ("# A Keras 3 model: tfmot 0.8.1 wraps tf_keras layers only, so compresswidgets\n"
-            "# rebuilds it in tf_keras (the same layers, its weights copied by name) and checks\n"
-            "# that both compute the same outputs on x_test, within 1e-5.\n"
+            "# rebuilds it in tf_keras (the same layers, its weights copied by name; nested\n"
+            "# models inlined) and checks that both compute the same outputs on x_test.\n"
             "import compresswidgets as cw\n\n"
             "keras3_model = model\n"
             "model = cw.to_tf_keras(keras3_model, x_test)")

@@ -33,7 +33,7 @@ _BINDER_TABLE = _ARTIFACTS / "binder-notebooks.md"
 
 #: Groups that take longest go to the workers first, so that none is the last one left
 #: running (the notebooks: the simulated Binder is built once, then ten notebooks).
-_FIRST = ("test_notebooks", "zoo-mobilenet", "browser", "test_code")
+_FIRST = ("test_notebooks", "zoo-transfer_keras3", "browser", "test_code")
 
 
 def group_of(nodeid: str) -> str:

@@ -102,7 +102,14 @@ def test_each_layer_family_is_translated_and_verified(family):
 def test_unsafe_names_get_safe_twins_and_map_back():
     model = _merges_nested()
     bridged = _bridge.bridge(model, _inputs((6,)))
-    assert bridged.names == {"a_b": "a(b)", "c_d": "c d"}
+    plain = {safe: user for safe, user in bridged.names.items() if "/" not in user}
+    assert plain == {"a_b": "a(b)", "c_d": "c d"}
+    # the nested models are inlined: their layers are named by path, safely for TensorFlow
+    assert {user.split("/")[0] for user in bridged.names.values() if "/" in user} == {
+        "inner_seq", "inner_fn"}
+    assert set(bridged.inlined) == {"inner_seq", "inner_fn"}
+    assert not any(type(layer).__name__ in ("Functional", "Sequential")
+                   for layer in bridged.model.layers)
     assert bridged.safe_name("c d") == "c_d" and bridged.user_name("a_b") == "a(b)"
     np.testing.assert_array_equal(bridged.model.get_layer("c_d").kernel.numpy(),
                                   model.get_layer("c d").kernel.numpy())
@@ -127,11 +134,12 @@ def test_keras_applications_are_bridged():
 def test_a_difference_is_refused_with_the_first_layer_that_differs():
     model = _residual_unsafe_names()
     x = _inputs((8, 8, 3))
-    twin = _bridge.bridge(model, x).model
+    bridged = _bridge.bridge(model, x)
+    twin = bridged.model
     bn = next(layer for layer in twin.layers if type(layer).__name__ == "BatchNormalization")
     bn.gamma.assign(bn.gamma.numpy() * 1.5)  # a translation that computes something else
     with pytest.raises(cw.BridgeError, match=f"first differ at layer '{bn.name}'"):
-        _bridge.verify(model, twin, x, _bridge._safe_names(model))
+        _bridge.verify(model, twin, x, {u: s for s, u in bridged.names.items()})
 
 
 @keras.saving.register_keras_serializable("tests")

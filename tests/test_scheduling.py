@@ -57,7 +57,7 @@ class _Item:
 def test_the_longest_groups_are_handed_out_first_in_their_order(conftest):
     group_of, first = conftest.group_of, conftest._FIRST
     ids = ["tests/test_demo.py::test_a", "tests/test_code.py::test_b",
-           "tests/zoo/test_zoo.py::test_c[mobilenet]", "tests/test_notebooks.py::test_d",
+           "tests/zoo/test_zoo.py::test_c[transfer_keras3]", "tests/test_notebooks.py::test_d",
            "tests/browser/test_voila.py::test_e", "tests/test_bridge.py::test_f"]
     items = [_Item(i) for i in ids]
     conftest.pytest_collection_modifyitems(items)

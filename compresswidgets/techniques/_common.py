@@ -297,11 +297,14 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
 
 def kernel_of(layer: Any) -> Any:
     """The layer's main weight (kernel or depthwise kernel; a recurrent layer's input kernel,
-    the forward one of a Bidirectional), or None."""
+    the forward one of a Bidirectional; an attention layer's query kernel), or None."""
     for attr in ("depthwise_kernel", "kernel"):
         value = getattr(layer, attr, None)
         if value is not None:
             return value
+    query = getattr(layer, "_query_dense", None)  # MultiHeadAttention: its query projection
+    if query is not None:
+        return getattr(query, "kernel", None)
     inner = getattr(layer, "forward_layer", None) or layer
     cell = getattr(inner, "cell", None)
     if cell is not None and not isinstance(cell, list | tuple):

@@ -149,8 +149,27 @@ def apply(model: Any, data: Data, p: ClusteringParams, settings: CompileSettings
     if p.epochs > 0:
         fine_tune(clustered, data, settings=settings, epochs=p.epochs, batch_size=p.batch_size,
                   technique="Clustering", progress=progress)
-    stripped = tfmot.clustering.keras.strip_clustering(clustered)
+    stripped = in_build_order(tfmot.clustering.keras.strip_clustering(clustered))
     return stripped, check(stripped, p)
+
+
+def in_build_order(model: Any) -> Any:
+    """``model`` with its weights in the order a rebuild from its config makes them.
+
+    ``strip_clustering`` leaves a MultiHeadAttention's kernels before its biases, so
+    ``get_weights()`` no longer fits the same model rebuilt from JSON (the worker's way back to
+    the kernel, a sweep's, a Dask worker's): such a model is rebuilt and its weights assigned
+    by name."""
+    if not any(hasattr(layer, "_query_dense") for layer in model.layers):
+        return model
+    fresh = _keras.keras().models.model_from_json(model.to_json())
+    for old, new in zip(model.layers, fresh.layers, strict=True):
+        values = {w.name: w for w in old.weights}
+        if len(values) == len(old.weights) and set(values) == {w.name for w in new.weights}:
+            new.set_weights([values[w.name].numpy() for w in new.weights])
+        else:
+            new.set_weights(old.get_weights())
+    return fresh
 
 
 def distinct_values(model: Any, layers: tuple[str, ...]) -> dict[str, int]:

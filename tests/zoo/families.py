@@ -4,7 +4,8 @@ synthetic data (seeded; nothing is downloaded). Each builder returns a :class:`Z
 The models are tiny on purpose (the whole matrix runs in minutes on 2 cores), but they have
 the structure that breaks tools: BatchNorm after conv, depthwise kernels, residual adds,
 recurrent layers, a UNet with a custom Python loss and an IoU metric, a regression head,
-custom and Lambda layers, layers renamed after building, and a Keras 3 model.
+custom and Lambda layers, layers renamed after building, Keras 3 models (one with operator
+residuals and keras.ops), and transfer learning with models used as layers in both Kerases.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ZooModel:
     greater_is_better: bool = True
     #: what tfmot cannot do on this family, by technique: a phrase the error must contain
     refuses: dict[str, str] = field(default_factory=dict)
+    #: layers QAT leaves in float (tfmot has no 8-bit scheme for them), named in its notes
+    qat_float: tuple[str, ...] = ()
 
     def workbench_kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -70,21 +73,6 @@ def _fit(model: Any, data: tuple, epochs: int, batch_size: int = 32) -> None:
 
 
 # --------------------------------------------------------------------------- families
-def mobilenet() -> ZooModel:
-    """A Keras application with BatchNorm after conv, depthwise conv and residual adds."""
-    k = _keras.keras()
-    model = k.applications.MobileNetV2(alpha=0.35, input_shape=(32, 32, 3), weights=None,
-                                       classes=4)
-    for layer in model.layers:  # its BatchNorm momentum (0.999) needs thousands of steps
-        if isinstance(layer, k.layers.BatchNormalization):
-            layer.momentum = 0.8
-    data = _split(*_images(320, 32, 3), test=64)
-    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    _fit(model, data, epochs=4)
-    return ZooModel("mobilenet", model, data)
-
-
 def residual() -> ZooModel:
     """A small hand-written residual net: Conv-BN-ReLU blocks with skip connections."""
     k = _keras.keras()
@@ -276,7 +264,7 @@ def custom_layers() -> ZooModel:
     model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     _fit(model, data, epochs=6)
-    return ZooModel("custom_layers", model, data)
+    return ZooModel("custom_layers", model, data, qat_float=("channel_scale",))
 
 
 def renamed() -> ZooModel:
@@ -336,9 +324,87 @@ def keras3() -> ZooModel:
     return ZooModel("keras3", model, data)
 
 
+def attention_keras3() -> ZooModel:
+    """A Keras 3 transformer block as keras.io writes it: the residuals are operators
+    (``LayerNormalization()(x + attention)``) and the pooling is ``keras.ops.mean``; these
+    weightless operations run as themselves in the tf_keras twin."""
+    import keras
+
+    layers, ops = keras.layers, keras.ops
+    keras.utils.set_random_seed(_SEED % 2**31)
+    inputs = keras.Input((12, 6), name="sensor_window")
+    x = layers.Dense(16, name="embed")(inputs)
+    attention = layers.MultiHeadAttention(2, 8, name="attention")(x, x)
+    x = layers.LayerNormalization(name="norm_1")(x + attention)
+    ffn = layers.Dense(16, name="ffn_out")(layers.Dense(64, activation="relu", name="ffn_in")(x))
+    x = layers.LayerNormalization(name="norm_2")(x + ffn)
+    pooled = ops.mean(x, axis=1)
+    last = x[:, -1]
+    x = layers.Concatenate()([pooled, 0.5 * last])
+    outputs = layers.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs, name="attention_block")
+    data = _split(*_sequences(384, steps=12), test=96)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=6)
+    return ZooModel("attention_keras3", model, data, qat_float=("attention", "norm_1"))
+
+
+def transfer_keras3() -> ZooModel:
+    """Keras 3 transfer learning, the commonest edge classifier: a Keras application used as
+    a layer (a nested backbone, ``weights=None`` here, ImageNet weights for users) under a new
+    head. Its layers are inlined so that every technique reaches the backbone: the twin is
+    the flat tf_keras MobileNetV2 (BatchNorm after conv, depthwise convs, residual adds)."""
+    import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(_SEED % 2**31)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35,
+                                          input_shape=(32, 32, 3))
+    for layer in base.layers:  # its BatchNorm momentum (0.999) needs thousands of steps
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = 0.8
+    inputs = keras.Input((32, 32, 3))
+    x = layers.GlobalAveragePooling2D()(base(inputs))
+    x = layers.Dropout(0.1)(x)
+    outputs = layers.Dense(4, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs, name="transfer_keras3")
+    data = _split(*_images(320, 32, 3), test=64)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=4)
+    return ZooModel("transfer_keras3", model, data)
+
+
+def transfer_tf_keras() -> ZooModel:
+    """tf_keras transfer learning with models as layers: a functional backbone (Conv-BN-ReLU,
+    a depthwise residual) and a Sequential head. tfmot leaves nested models whole; they are
+    inlined, so pruning reaches the backbone."""
+    k = _keras.keras()
+    layers = k.layers
+    image = k.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(image)
+    x = layers.BatchNormalization(momentum=0.8, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = layers.Add(name="skip")([x, y])
+    x = layers.Conv2D(32, 3, activation="relu", name="expand")(x)
+    backbone = k.Model(image, x, name="backbone")
+    head = k.Sequential([layers.GlobalAveragePooling2D(), layers.Dense(32, activation="relu"),
+                         layers.Dense(4, activation="softmax")], name="classifier")
+    inputs = k.Input((16, 16, 3))
+    model = k.Model(inputs, head(backbone(inputs)), name="transfer_tf_keras")
+    data = _split(*_images(384, 16, 3), test=96)
+    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _fit(model, data, epochs=6)
+    return ZooModel("transfer_tf_keras", model, data)
+
+
 FAMILIES: dict[str, Callable[[], ZooModel]] = {
-    "mobilenet": mobilenet, "residual": residual, "lstm": lstm, "gru": gru,
+    "transfer_keras3": transfer_keras3, "residual": residual, "lstm": lstm, "gru": gru,
     "bidirectional": bidirectional, "conv1d_lstm": conv1d_lstm, "unet": unet,
     "regression": regression, "custom_layers": custom_layers, "renamed": renamed,
-    "keras3": keras3,
+    "keras3": keras3, "attention_keras3": attention_keras3,
+    "transfer_tf_keras": transfer_tf_keras,
 }

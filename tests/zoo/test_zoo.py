@@ -118,7 +118,7 @@ def test_a_sweep_runs_on_the_family(zoo):
     z, wb, _ = zoo
     result = wb.sweep(prune=[0.5], epochs=1, then="float16", max_workers=1)
     assert [r["error"] for r in result.rows] == [None, None], result.rows
-    custom = any(not type(layer).__module__.startswith("tf_keras.")
+    custom = any(not type(layer).__module__.startswith(("tf_keras.", "compresswidgets."))
                  for layer in wb.original.keras_model.layers)
     assert result.executor == ("kernel" if custom else "local")
     pruned, f16 = result.variants
@@ -170,9 +170,12 @@ def test_qat_or_its_specific_error(zoo):
         return
     q = wb.quantize("qat", epochs=1)
     assert math.isfinite(q.accuracy) and q.size_bytes > 0
-    if z.family == "custom_layers":  # skipped, named, and the rest quantized
-        assert any("channel_scale" in n and "halve" in n for n in q.notes), q.notes
-        assert q.recipe["layers"] and "channel_scale" not in q.recipe["layers"]
+    if z.qat_float:  # skipped, named, and the rest quantized
+        for name in z.qat_float:
+            assert any(name in n for n in q.notes), (name, q.notes)
+            assert q.recipe["layers"] and name not in q.recipe["layers"]
+        if z.family == "custom_layers":
+            assert any("channel_scale" in n and "halve" in n for n in q.notes), q.notes
     else:  # the whole model, BatchNorm and depthwise convs included, as quantize_model does
         assert q.recipe["layers"] is None and q.notes == ()
         assert q.size_bytes < wb.original.size_bytes
