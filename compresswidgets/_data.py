@@ -57,6 +57,7 @@ def as_data(data: Any) -> Data:
                 f"data.{name} is empty (shape {array.shape}). Fine-tuning and evaluation need "
                 "samples: pass at least one example in each split."
             )
+        check_finite(name, array)
         arrays.append(array)
     out = Data(*arrays)
     for split in ("train", "test"):
@@ -72,6 +73,36 @@ def as_data(data: Any) -> Data:
             f"{out.x_test.shape[1:]}. Both splits must have the same sample shape."
         )
     return out
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """No NaN or infinity in a float array (integers cannot hold them: not looked at).
+
+    The common case is one vectorised sum without a temporary array (NaN and infinity
+    propagate through it); only a sum that is not finite (bad values, or finite values that
+    overflow it) looks value by value, for the first bad index and how many there are.
+    """
+    if array.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(array, dtype=np.longdouble if array.itemsize > 8 else np.float64)):
+            return
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return  # finite values whose sum overflows
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), array.shape))
+    value = array[first]
+    kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    values = int(np.count_nonzero(bad))
+    samples = int(np.count_nonzero(bad.reshape(len(array), -1).any(axis=1)))
+    x, y = f"x_{name[2:]}", f"y_{name[2:]}"
+    raise ValueError(
+        f"data.{name} holds {kind} at index {first} ({values} non-finite "
+        f"value{'s' * (values != 1)} in {samples} sample{'s' * (samples != 1)} of "
+        f"{len(array)}). Expected finite numbers only: fine-tuning and the metric cannot use "
+        "NaN or infinity. Drop or impute those samples first, e.g. "
+        f"`keep = np.isfinite({name}).reshape(len({name}), -1).all(axis=1); "
+        f"{x}, {y} = {x}[keep], {y}[keep]`.")
 
 
 def io_tensors(model: Any) -> tuple[list[Any], list[Any]]:

@@ -23,9 +23,30 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+#: the style of the box around every table (:func:`table_html`, :func:`grid_html`): a table
+#: wider than the page scrolls sideways in it, where the HTML is static (a panel's view in
+#: nbconvert or on GitHub, an HTML widget's value shown elsewhere)
+SCROLL_STYLE = "overflow-x:auto;max-width:100%"
+
+
+def scrolling(markup: str) -> str:
+    """``markup`` (a table) in a box that scrolls sideways when it is wider than its place."""
+    return f"<div class='cw-scroll' style='{SCROLL_STYLE}'>{markup}</div>"
+
+
+def table_box() -> widgets.HTML:
+    """An HTML widget for a table in a VBox: a table wider than the panel scrolls sideways in
+    this widget's own box (JupyterLab, Notebook 7, Voila), neither cut nor scrolling the whole
+    panel. Inside a widget it is this box that scrolls, not :func:`scrolling`'s: the widget's
+    content is as wide as the table. No ``width="100%"``: with the widget's 2px margins it
+    would overflow the VBox by 4px, which then shows a scrollbar of its own."""
+    return widgets.HTML(layout=widgets.Layout(overflow="auto", max_width="100%"))
+
+
 def table_html(rows: Iterable[tuple[str, Any]], columns: int = 1,
                css_class: str = "cw-table") -> str:
-    """A key/value table with ``columns`` pairs per row; keys and values are escaped."""
+    """A key/value table with ``columns`` pairs per row; keys and values are escaped. It
+    scrolls sideways in its own box when wider than its place (:func:`scrolling`)."""
     cells = [
         f"<th style='text-align:left;padding:1px 8px 1px 14px;font-weight:600'>{esc(k)}</th>"
         f"<td style='text-align:right;font-family:monospace;padding:1px 4px'>{esc(v)}</td>"
@@ -34,13 +55,14 @@ def table_html(rows: Iterable[tuple[str, Any]], columns: int = 1,
     body = "".join(
         "<tr>" + "".join(cells[i:i + columns]) + "</tr>" for i in range(0, len(cells), columns)
     )
-    return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px'>"
-            f"{body}</table>")
+    return scrolling(f"<table class='{css_class}' style='border-collapse:collapse;"
+                     f"font-size:12px'>{body}</table>")
 
 
 def grid_html(header: Iterable[str], rows: Iterable[Iterable[Any]],
               css_class: str = "cw-grid") -> str:
-    """A table with a header row; every cell is escaped, numbers are right-aligned."""
+    """A table with a header row; every cell is escaped, numbers are right-aligned. It scrolls
+    sideways in its own box when wider than its place (:func:`scrolling`)."""
     head = "".join(f"<th style='text-align:left;padding:2px 8px;border-bottom:1px solid #999;"
                    "white-space:nowrap'>"
                    f"{esc(h)}</th>" for h in header)
@@ -49,8 +71,9 @@ def grid_html(header: Iterable[str], rows: Iterable[Iterable[Any]],
             f"<td style='padding:1px 8px;text-align:{'right' if _numeric(c) else 'left'};"
             f"font-family:monospace;white-space:nowrap'>{esc(c)}</td>" for c in row) + "</tr>"
         for row in rows)
-    return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px'>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return scrolling(f"<table class='{css_class}' style='border-collapse:collapse;"
+                     f"font-size:12px'><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                     "</table>")
 
 
 def download_link(name: str, mime: str, text: str) -> str:

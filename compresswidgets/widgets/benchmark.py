@@ -26,6 +26,7 @@ from compresswidgets.widgets._controls import (
     error_html,
     esc,
     grid_html,
+    table_box,
     table_html,
 )
 
@@ -121,7 +122,7 @@ class BenchmarkPanel(JobPanel):
         self._progress = widgets.FloatProgress(min=0.0, max=1.0,
                                                layout=widgets.Layout(width="240px"))
         self._summary = widgets.HTML()
-        self._table = widgets.HTML(layout=widgets.Layout(overflow="auto"))
+        self._table = table_box()  # a wide table scrolls in it, not cut at the panel's edge
         self._figures = [FigureImage(4.4, 2.8, css_class=f"cw-{name}-plot", left=left,
                                      right=0.96, bottom=0.17, top=0.88)
                          for name, left in (("latency", 0.45), ("memory", 0.45), ("sizes", 0.45),
@@ -150,7 +151,7 @@ class BenchmarkPanel(JobPanel):
                                    layout=widgets.Layout(width="auto"))
             traitlets.link((self, trait), (box, "value"))
             export_boxes.append(box)
-        self._exported = widgets.HTML()
+        self._exported = table_box()
         self._exported.add_class("cw-export")
         self._results = widgets.VBox([self._summary, self._table, self._plots, self._downloads],
                                      layout=widgets.Layout(display="none"))

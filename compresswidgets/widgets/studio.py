@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from compresswidgets.widgets._controls import download_link, error_html, esc, grid_html
+from compresswidgets.widgets._controls import (
+    download_link,
+    error_html,
+    esc,
+    grid_html,
+    table_box,
+)
 from compresswidgets.widgets.benchmark import BenchmarkPanel
 from compresswidgets.widgets.clustering import ClusteringPanel
 from compresswidgets.widgets.inspector import WeightInspector
@@ -84,7 +90,7 @@ class Studio(widgets.VBox):
                                           self.cluster,
                                           self.quantize, self.benchmark, self.sweep],
                                 titles=TABS)
-        self._variants = widgets.HTML()
+        self._variants = table_box()
         self._variants.add_class("cw-variants")
         self._busy = widgets.HTML()
         self._recipe = widgets.HTML()

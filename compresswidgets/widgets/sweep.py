@@ -19,6 +19,7 @@ from compresswidgets.widgets._controls import (
     error_html,
     esc,
     grid_html,
+    table_box,
 )
 from compresswidgets.widgets.sensitivity import parse_levels
 
@@ -103,7 +104,7 @@ class SweepPanel(BasePanel):
                                              layout=widgets.Layout(width="240px"))
         self._code = widgets.HTML()
         self._code.add_class("cw-sweep-code")
-        self._table = widgets.HTML()
+        self._table = table_box()
         self._table.add_class("cw-sweep-table")
         self._plot = FigureImage(9.6, 3.6, css_class="cw-sweep-plot")
         self._plot.widget.layout.display = "none"
