@@ -330,10 +330,11 @@ def typical_steps(float_values: Any, quantized: Any, scale: float, zero_point: i
     return float(np.median(values) / scale)
 
 
-def _options(tf: Any, denylist: list[str] | None = None) -> Any:
+def _options(tf: Any, denylist: list[str] | None = None,
+             by_type: list[str] | None = None) -> Any:
     return tf.lite.experimental.QuantizationDebugOptions(
         layer_direct_compare_metrics={"typical_steps": typical_steps},
-        denylisted_nodes=denylist or None)
+        denylisted_nodes=denylist or None, denylisted_ops=by_type or None)
 
 
 def debug_int8(converter: Any, tf: Any, representative_path: str,
@@ -361,6 +362,7 @@ def _debug_int8(converter: Any, tf: Any, representative_path: str,
     debugger.run()
     rows = _statistics(debugger)
     denylist: list[str] = []
+    by_type: list[str] = []
     if keep_float:
         missing = [layer for layer in keep_float
                    if not any(owns(r["tensor_name"], layer, layers) for r in rows)]
@@ -371,13 +373,74 @@ def _debug_int8(converter: Any, tf: Any, representative_path: str,
                 "their own). Layers with ops: "
                 + ", ".join(sorted({layer for r in rows for layer in _layers_of(r)}))
                 + ". Keep one of those float instead.")
-        denylist = [r["tensor_name"] for r in rows
-                    if any(owns(r["tensor_name"], layer, layers) for layer in keep_float)]
-        debugger.options = _options(tf, denylist)
+        kept = [r for r in rows
+                if any(owns(r["tensor_name"], layer, layers) for layer in keep_float)]
+        denylist = [r["tensor_name"] for r in kept]
+        by_type = sorted({r["op_name"] for r in kept} & set(BY_TYPE))
+        for op in by_type:  # by type keeps every op of that type float: all must be kept
+            others = sorted({layer for r in rows if r["op_name"] == op and r not in kept
+                             for layer in _layers_of(r)})
+            if others:
+                raise ValueError(
+                    f"keep_float={list(keep_float)!r} keeps a {op} op float, but not the {op} "
+                    f"of {', '.join(map(repr, others))}: TensorFlow's quantizer cannot keep "
+                    f"one {op} float by its name, only every {op} of the model at once. Keep "
+                    f"all of them float (add {', '.join(map(repr, others))} to keep_float) or "
+                    "none of them.")
+        debugger.options = _options(tf, denylist, by_type)
         debugger.run()  # the errors of the model as it now is
         rows = _statistics(debugger)
-    return {"tflite": bytes(debugger.get_nondebug_quantized_model()), "stats": rows,
-            "denylist": denylist}
+    tflite = bytes(debugger.get_nondebug_quantized_model())
+    if by_type:
+        tflite = float_weights(tflite, debugger.calibrated_model, by_type)
+    return {"tflite": tflite, "stats": rows, "denylist": denylist}
+
+
+#: Ops that TensorFlow's quantizer (TF 2.21) does not keep float by name (``denylisted_nodes``
+#: never matches them: it rebuilds them with a fused location) but does by op type
+#: (``denylisted_ops``), and then with int8 weights (a hybrid op): :func:`float_weights`
+#: puts their float weights back.
+BY_TYPE = ("TRANSPOSE_CONV",)
+#: Where an op of :data:`BY_TYPE` has its weights.
+_WEIGHTS_INPUT = {"TRANSPOSE_CONV": 1}
+
+
+def float_weights(tflite: bytes, calibrated: bytes, ops: Iterable[str]) -> bytes:
+    """``tflite`` with the float32 weights of ``calibrated`` (the debugger's float model,
+    same tensor names) put back into its float ops of types ``ops`` that read int8 weights.
+    The generated code does the same (:func:`keep_float_code`)."""
+    from tensorflow.lite.python.schema_py_generated import TensorType
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    quantized = fb.read_model_from_bytearray(bytearray(tflite))
+    original = fb.read_model_from_bytearray(bytearray(calibrated))
+    wanted = set(ops)
+
+    def weights(model: Any) -> dict[bytes, tuple[Any, Any]]:
+        """Weight tensor name -> (weight tensor, output tensor) of each op of ``wanted``."""
+        out = {}
+        for graph in model.subgraphs:
+            for op in graph.operators:
+                name = fb.opcode_to_name(model, op.opcodeIndex)
+                if name in wanted:
+                    tensor = graph.tensors[op.inputs[_WEIGHTS_INPUT[name]]]
+                    out[tensor.name] = (tensor, graph.tensors[op.outputs[0]])
+        return out
+
+    floats = weights(original)
+    float32 = TensorType.FLOAT32
+    for name, (tensor, output) in weights(quantized).items():
+        if output.type != float32 or tensor.type == float32 or name not in floats:
+            continue
+        source = floats[name][0]
+        data = original.buffers[source.buffer].data
+        shared = sum(t.buffer == tensor.buffer for g in quantized.subgraphs for t in g.tensors)
+        if shared > 1:  # another tensor reads these int8 bytes: give this one its own
+            quantized.buffers.append(type(quantized.buffers[tensor.buffer])())
+            tensor.buffer = len(quantized.buffers) - 1
+        quantized.buffers[tensor.buffer].data = data
+        tensor.type, tensor.quantization = float32, None
+    return bytes(fb.convert_object_to_bytearray(quantized))
 
 
 def _layers_of(row: dict[str, Any]) -> list[str]:
@@ -385,9 +448,12 @@ def _layers_of(row: dict[str, Any]) -> list[str]:
     return [p[-2] for p in parts if len(p) >= 2][:1]
 
 
-def keep_float_code(keep_float: list[str]) -> list[str]:
-    """The code of :func:`debug_int8` with a denylist; follows the "int8" settings."""
-    return [
+def keep_float_code(keep_float: list[str], by_type: Iterable[str] = ()) -> list[str]:
+    """The code of :func:`debug_int8` with a denylist; follows the "int8" settings. With
+    ``by_type`` (ops of :data:`BY_TYPE` among the kept ones), those op types are denylisted
+    too and their float weights put back (:func:`float_weights`)."""
+    ops = sorted(by_type)
+    lines = [
         "# Keep these layers float: TFLite's quantization debugger denylists their ops.",
         f"keep_float = {list(keep_float)!r}",
         "debugger = tf.lite.experimental.QuantizationDebugger(",
@@ -397,7 +463,51 @@ def keep_float_code(keep_float: list[str]) -> list[str]:
         "debugger.layer_statistics_dump(stats)",
         "denylist = [row['tensor_name'] for row in csv.DictReader(io.StringIO(stats.getvalue()))",
         "            if any(f'/{layer}/' in '/' + row['tensor_name'] for layer in keep_float)]",
+    ]
+    if not ops:
+        return [*lines,
+                "debugger.options = tf.lite.experimental.QuantizationDebugOptions(",
+                "    denylisted_nodes=denylist)",
+                "tflite_model = debugger.get_nondebug_quantized_model()"]
+    inputs = {op: _WEIGHTS_INPUT[op] for op in ops}
+    return [
+        *lines,
+        f"# TensorFlow cannot keep a {' or '.join(ops)} float by name: by op type (every one",
+        "# of them is kept), which leaves its weights int8; the float ones are put back below.",
         "debugger.options = tf.lite.experimental.QuantizationDebugOptions(",
-        "    denylisted_nodes=denylist)",
+        f"    denylisted_nodes=denylist, denylisted_ops={ops!r})",
         "tflite_model = debugger.get_nondebug_quantized_model()",
+        "",
+        "from tensorflow.lite.python.schema_py_generated import TensorType",
+        "from tensorflow.lite.tools import flatbuffer_utils",
+        "",
+        f"weights_input = {inputs!r}",
+        "",
+        "def weights_of(fb_model):",
+        "    found = {}",
+        "    for graph in fb_model.subgraphs:",
+        "        for op in graph.operators:",
+        "            name = flatbuffer_utils.opcode_to_name(fb_model, op.opcodeIndex)",
+        "            if name in weights_input:",
+        "                tensor = graph.tensors[op.inputs[weights_input[name]]]",
+        "                found[tensor.name] = (tensor, graph.tensors[op.outputs[0]])",
+        "    return found",
+        "",
+        "quantized = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))",
+        "original = flatbuffer_utils.read_model_from_bytearray(",
+        "    bytearray(debugger.calibrated_model))",
+        "floats = weights_of(original)",
+        "for name, (tensor, output) in weights_of(quantized).items():",
+        "    if (output.type != TensorType.FLOAT32 or tensor.type == TensorType.FLOAT32",
+        "            or name not in floats):",
+        "        continue",
+        "    data = original.buffers[floats[name][0].buffer].data",
+        "    readers = [t for g in quantized.subgraphs for t in g.tensors",
+        "               if t.buffer == tensor.buffer]",
+        "    if len(readers) > 1:  # another tensor reads these int8 bytes: a buffer of its own",
+        "        quantized.buffers.append(type(quantized.buffers[tensor.buffer])())",
+        "        tensor.buffer = len(quantized.buffers) - 1",
+        "    quantized.buffers[tensor.buffer].data = data",
+        "    tensor.type, tensor.quantization = TensorType.FLOAT32, None",
+        "tflite_model = bytes(flatbuffer_utils.convert_object_to_bytearray(quantized))",
     ]

@@ -174,13 +174,18 @@ def int8_debugged(model: Any, representative: np.ndarray,
     .tflite and the per-op activation errors; with ``keep_float``, the ops of those layers
     stay float (the debugger's denylist; the errors are then of that model).
 
+    Every op of a kept layer is verified in the .tflite: its weights and outputs float32.
+
     Raises:
-        ValueError: a ``keep_float`` layer has no op of its own in the .tflite.
+        ValueError: a ``keep_float`` layer has no op of its own in the .tflite, or one of its
+            ops is still quantized there.
         ConversionError: as :func:`convert`.
     """
     layers = [layer.name for layer in getattr(model, "layers", [])]
     result = _converted(model, "int8", representative, {"keep_float": keep_float,
                                                         "layers": layers})
+    if keep_float:
+        check_kept_float(result["tflite"], keep_float, layers)
     errors = []
     for row in result["stats"]:
         name = row["tensor_name"]
@@ -193,6 +198,55 @@ def int8_debugged(model: Any, representative: np.ndarray,
             float(row["max_abs_error"]), float(row["mean_error"]),
             float(row["mean_squared_error"]), float(row.get("typical_steps", math.inf))))
     return Int8Report(result["tflite"], tuple(errors), tuple(result["denylist"]))
+
+
+#: Tensor types of a quantized op: a kept layer's op reads and makes none of them.
+_QUANTIZED_TYPES = frozenset({"int8", "uint8", "int16"})
+#: Ops that convert around a float op, and the interpreter's delegate partitions.
+_NOT_COMPUTING = frozenset({"QUANTIZE", "DEQUANTIZE", "DELEGATE"})
+
+
+def quantized_ops(tflite: bytes, layer: str, layers: list[str]) -> list[tuple[str, str]]:
+    """``(op, output tensor)`` of each op of ``layer`` (by its output tensor's name) that
+    computes with a quantized tensor: an int8/uint8/int16 input (its weights, or an input
+    not dequantized) or output. Ops with integer outputs only (the SHAPE of a
+    Conv2DTranspose), the QUANTIZE/DEQUANTIZE ops around a float op and delegate
+    partitions do not count."""
+    it = interpreter(tflite)
+    tensors = it.get_tensor_details()
+
+    def kind(index: int) -> str:
+        return np.dtype(tensors[index]["dtype"]).name
+
+    found = []
+    for op in it._get_ops_details():
+        outputs = [i for i in op["outputs"] if i >= 0]
+        if op["op_name"] in _NOT_COMPUTING or not outputs or not any(
+                _converter.owns(tensors[i]["name"], layer, layers) for i in outputs):
+            continue
+        if all(kind(i) not in _QUANTIZED_TYPES and not kind(i).startswith("float")
+               for i in outputs):
+            continue
+        used = [i for i in (*op["inputs"], *outputs) if i >= 0]
+        if any(kind(i) in _QUANTIZED_TYPES for i in used):
+            found.append((op["op_name"], tensors[outputs[0]]["name"]))
+    return found
+
+
+def check_kept_float(tflite: bytes, keep_float: list[str], layers: list[str]) -> None:
+    """Every op of each ``keep_float`` layer is float in ``tflite`` (weights and outputs
+    float32), or a ValueError names the layer and the op."""
+    for layer in keep_float:
+        bad = quantized_ops(tflite, layer, layers)
+        if bad:
+            op, tensor = bad[0]
+            raise ValueError(
+                f"keep_float={list(keep_float)!r} asks for layer {layer!r} to stay float, but "
+                f"its op {op} ({tensor}) is still quantized in the .tflite: TFLite's "
+                "quantization debugger did not keep it float. Expected every op of a kept "
+                "layer to run in float (float32 weights and outputs). Leave "
+                f"{layer!r} out of keep_float, or keep the whole model's activations float "
+                "with mode='dynamic' or 'float16'.")
 
 
 #: Layers whose loop the converter's calibration crashes on (SIGSEGV, TF 2.21): GRU and

@@ -1,11 +1,13 @@
 """Quantization: post-training with the TFLite converter, or quantization-aware training.
 
 QAT on a pruned and/or clustered base keeps what those bought, with tfmot's collaborative
-schemes: PQAT (sparsity), CQAT (clusters) and PCQAT (both).
+schemes: PQAT (sparsity), CQAT (clusters) and PCQAT (both). What they kept is measured on the
+trained kernels (a shortfall is a note on the variant).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,8 @@ SCHEMES: dict[str, tuple[Call, str]] = {
                    (("preserve_sparsity", True),)), " that keeps sparsity and clusters (PCQAT)"),
 }
 DEFAULT_LEARNING_RATE = 1e-4
+#: Schemes whose weight quantizers must be one per layer (see :func:`own_quantizers`).
+OWN_QUANTIZERS = ("pcqat",)
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,15 @@ class QuantizationParams:
     notes: tuple[str, ...] = ()
     #: "int8" only: layers whose ops stay float (the quantization debugger's denylist)
     keep_float: tuple[str, ...] = ()
+    #: TFLite op types that ``keep_float`` keeps float by type (see ``_converter.BY_TYPE``)
+    keep_float_ops: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         d = {"technique": "quantize", **self.__dict__}
         d["layers"] = None if self.layers is None else list(self.layers)
         d.pop("notes")
         d.pop("keep_float")
+        d.pop("keep_float_ops")
         if self.keep_float:
             d["keep_float"] = list(self.keep_float)
         return d
@@ -134,7 +141,7 @@ def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, 
         names, notes = qat_layers(model, layers)
     return QuantizationParams(mode, int(representative_samples), int(epochs), int(batch_size),
                               names, scheme_for(lineage) if mode == "qat" else "default", notes,
-                              kept)
+                              kept, kept_by_type(model, kept))
 
 
 def check_keep_float(model: Any, mode: str, keep_float: Any) -> tuple[str, ...]:
@@ -156,6 +163,17 @@ def check_keep_float(model: Any, mode: str, keep_float: Any) -> tuple[str, ...]:
                         f"{keep_float!r}.")
     named_layers(model, list(names), "keep_float")
     return tuple(dict.fromkeys(names))
+
+
+#: Layers whose op TFLite keeps float only by op type (``_converter.BY_TYPE``).
+BY_TYPE_LAYERS = {"Conv2DTranspose": "TRANSPOSE_CONV", "Conv1DTranspose": "TRANSPOSE_CONV"}
+
+
+def kept_by_type(model: Any, kept: tuple[str, ...]) -> tuple[str, ...]:
+    """The op types of :data:`BY_TYPE_LAYERS` among the ``kept`` layers of ``model``."""
+    by_name = {layer.name: layer for layer in getattr(model, "layers", [])}
+    return tuple(sorted({BY_TYPE_LAYERS[type(by_name[n]).__name__] for n in kept
+                         if n in by_name and type(by_name[n]).__name__ in BY_TYPE_LAYERS}))
 
 
 def qat_layers(model: Any, layers: LayerSelection) -> tuple[tuple[str, ...] | None,
@@ -228,9 +246,12 @@ def build_qat(model: Any, p: QuantizationParams) -> Any:
         annotated = k.models.clone_model(
             model, clone_function=lambda layer: q.quantize_annotate_layer(layer)
             if layer.name in chosen else layer)
+    scheme = SCHEMES[p.scheme][0].build(tfmot)
+    if p.scheme in OWN_QUANTIZERS:
+        scheme = own_quantizers(scheme)
     try:
         with rebuild_scope(model):
-            return q.quantize_apply(annotated, SCHEMES[p.scheme][0].build(tfmot))
+            return q.quantize_apply(annotated, scheme)
     except (RuntimeError, ValueError) as exc:
         raise ValueError(
             f"tfmot could not quantize this model: {exc} Quantize only some layers with "
@@ -239,11 +260,85 @@ def build_qat(model: Any, p: QuantizationParams) -> Any:
 
 def apply(model: Any, data: Data, p: QuantizationParams, settings: CompileSettings,
           progress: ProgressCallback | None = None) -> tuple[Any, list[str]]:
-    """Quantization-aware training of a private copy; the QAT Keras model and notes."""
+    """Quantization-aware training of a private copy; the QAT Keras model and notes (where
+    PQAT, CQAT or PCQAT did not keep the base's sparsity or clusters)."""
+    before = kept_figures(model) if p.scheme != "default" else {}
     qat = build_qat(model, p)
     fine_tune(qat, data, settings=settings, epochs=p.epochs, batch_size=p.batch_size,
               technique="Quantization-aware training", progress=progress)
-    return qat, []
+    return qat, check(before, kept_figures(qat), p.scheme)
+
+
+def own_quantizers(scheme: Any) -> Any:
+    """``scheme`` with one weight quantizer per layer.
+
+    tfmot 0.8.1's cluster-preserving registry hands every Conv2D layer the same weight
+    quantizer object (and every Dense layer another), and with ``preserve_sparsity=True`` the
+    first layer without zeros (one left out of pruning, say) sets that object's
+    ``preserve_sparsity`` to False for all of them: PCQAT then keeps no sparsity anywhere.
+    The same fix is in the variant's code.
+    """
+    registry = scheme.get_quantize_registry()
+    shared = registry.get_quantize_config
+
+    def own(layer: Any) -> Any:
+        config = shared(layer)
+        if getattr(config, "weight_quantizer", None) is not None:
+            config.weight_quantizer = copy.copy(config.weight_quantizer)
+        return config
+
+    registry.get_quantize_config = own
+    scheme.get_quantize_registry = lambda: registry
+    return scheme
+
+
+#: One layer's kernel as QAT must keep it: (fraction of exact zeros, distinct values in the
+#: whole kernel, most distinct values in one output channel).
+Figures = tuple[float, int, int]
+
+
+def kept_figures(model: Any) -> dict[str, Figures]:
+    """:data:`Figures` per Conv2D/Dense layer (a QAT wrapper looked through). A clustered
+    kernel has at most its clusters in each output channel, whether tfmot's CQAT keeps its
+    centroids for the whole kernel or per channel; per-channel int8 keeps them per channel."""
+    out = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", None) or layer
+        # by name: inside a QAT wrapper, the layer's ``kernel`` attribute is a symbolic tensor
+        kernel = next((v for v in layer.weights
+                       if v.name.rsplit("/", 1)[-1].split(":")[0] == "kernel"), None)
+        if kernel is None or type(inner).__name__ not in ("Conv2D", "Dense"):
+            continue
+        values = np.asarray(kernel.numpy())
+        channels = values.reshape(-1, values.shape[-1])
+        out[inner.name] = (float(np.mean(values == 0)), int(np.unique(values).size),
+                           max(int(np.unique(channels[:, i]).size)
+                               for i in range(channels.shape[1])))
+    return out
+
+
+#: A kernel with at most this many distinct values keeps them under CQAT (tfmot's limit:
+#: it leaves kernels with more alone).
+CLUSTERED = 1024
+
+
+def check(before: dict[str, Figures], after: dict[str, Figures], scheme: str) -> list[str]:
+    """Notes where QAT lost more than a point of a layer's sparsity (PQAT, PCQAT), or gave
+    an output channel more distinct values than the whole clustered kernel of its base had
+    (CQAT, PCQAT)."""
+    notes = []
+    for name, (sparsity, distinct, _) in before.items():
+        if name not in after:
+            continue
+        now_sparsity, _, now_channel = after[name]
+        label = f"QAT ({scheme.upper()})"
+        if scheme in ("pqat", "pcqat") and sparsity > 0 and now_sparsity < sparsity - 0.01:
+            notes.append(f"{label} left layer {name!r} at {now_sparsity:.1%} sparsity, where "
+                         f"its base had {sparsity:.1%}.")
+        if scheme in ("cqat", "pcqat") and distinct <= CLUSTERED and now_channel > distinct:
+            notes.append(f"{label} left {now_channel} distinct values in an output channel of "
+                         f"layer {name!r}, where its base had {distinct} in the whole kernel.")
+    return notes
 
 
 def code(p: QuantizationParams, settings: CompileSettings | None,
@@ -266,9 +361,32 @@ def code(p: QuantizationParams, settings: CompileSettings | None,
                 "    tfmot.quantization.keras.quantize_annotate_layer(layer)",
                 "    if layer.name in qat_layers else layer))",
             ]
+        if p.scheme in OWN_QUANTIZERS:
+            lines += [
+                "# tfmot 0.8.1 gives every Conv2D layer one shared weight quantizer (and every "
+                "Dense", "# layer another); the first layer without zeros switches sparsity "
+                "preservation off", "# in it for all of them. One quantizer per layer:",
+                "import copy",
+                "",
+                f"scheme = {scheme.code()}",
+                "registry = scheme.get_quantize_registry()",
+                "shared_config = registry.get_quantize_config",
+                "",
+                "def own_quantizer(layer):",
+                "    config = shared_config(layer)",
+                "    if getattr(config, 'weight_quantizer', None) is not None:",
+                "        config.weight_quantizer = copy.copy(config.weight_quantizer)",
+                "    return config",
+                "",
+                "registry.get_quantize_config = own_quantizer",
+                "scheme.get_quantize_registry = lambda: registry",
+            ]
+            made = "scheme"
+        else:
+            made = scheme.code()
         lines += [
             "with tfmot.quantization.keras.quantize_scope():",
-            f"    model = tfmot.quantization.keras.quantize_apply(annotated, {scheme.code()})",
+            f"    model = tfmot.quantization.keras.quantize_apply(annotated, {made})",
             f"model.compile(optimizer={settings.optimizer_code}, loss={settings.loss_code},",
             f"              metrics={settings.metrics_source})",
             f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
@@ -277,6 +395,6 @@ def code(p: QuantizationParams, settings: CompileSettings | None,
     convert = _converter.converter_code(p.mode, p.representative_samples, fixed_batch)
     if p.keep_float:  # the debugger converts, its denylist keeps those layers float
         convert = ["import csv", "import io", "", *convert[:-1],
-                   *_converter.keep_float_code(list(p.keep_float))]
+                   *_converter.keep_float_code(list(p.keep_float), p.keep_float_ops)]
     lines += convert
     return "\n".join(lines)
