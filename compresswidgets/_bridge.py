@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -134,8 +135,9 @@ def bridge(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Bridged:
             f"{_keras.describe(model)}. A flat tf_keras model needs no bridge: pass it as it is.")
     if is_keras3(model):
         _check_keras3(model)
-    kind, config, inlined = _graph.inline(type(model).__name__, model.get_config(),
-                                          keras3=is_keras3(model))
+    # tf_keras' get_config holds ListWrapper objects for tensor keywords: its JSON does not
+    config = model.get_config() if is_keras3(model) else json.loads(model.to_json())["config"]
+    kind, config, inlined = _graph.inline(type(model).__name__, config, keras3=is_keras3(model))
     names = _safe_names(model.name, _graph.layer_names(config))
     if is_keras3(model):
         translation = _Translation(names, dict(_layers_by_path(model, set(inlined))))
@@ -381,8 +383,10 @@ class _Translation:
         if len(nodes) != 1:
             self.refused.append(f"{name!r} (the Keras 3 operation {entry['class_name']} is "
                                 f"called {len(nodes)} times; one call each is supported)")
-        operation = {key: entry[key] for key in ("module", "class_name", "config",
-                                                 "registered_name") if key in entry}
+        operation = {key: entry[key] for key in ("module", "class_name", "registered_name")
+                     if key in entry}
+        # its own name as TensorFlow takes it (an inlined one is a path, "backbone/add")
+        operation["config"] = dict(entry.get("config") or {}, name=self.names.get(name, name))
         call = {"args": nodes[0].get("args", []), "kwargs": nodes[0].get("kwargs", {})} if (
             nodes) else {"args": [], "kwargs": {}}
         return {"name": self.names.get(name, name), "trainable": False, "dtype": "float32",

@@ -56,9 +56,15 @@ def _is_legacy_ref(item: Any) -> bool:
 
 
 def _walk(node: Any) -> Iterator[Any]:
-    """The tensors of a node in call order (args first, then kwargs)."""
+    """The tensors of a node in call order (args first, then kwargs); tf_keras writes a
+    tensor keyword (a TFOpLambda's ``y``) as ``[layer, node, index]`` in a ref's kwargs."""
+    if _is_legacy_ref(node):  # a TFOpLambda's call is written as one ref, not a list
+        node = [node]
     if isinstance(node, list) and all(_is_legacy_ref(t) for t in node):
-        yield from node
+        for ref in node:
+            yield ref
+            if len(ref) > 3 and isinstance(ref[3], dict):
+                yield from _legacy_keywords(ref[3])
         return
     stack = [node.get("args", []), node.get("kwargs", {})] if isinstance(node, dict) else [node]
 
@@ -74,6 +80,17 @@ def _walk(node: Any) -> Iterator[Any]:
 
     for part in stack:
         yield from visit(part)
+
+
+def _legacy_keywords(item: Any) -> Iterator[Any]:
+    if _is_legacy_ref(item) and len(item) == 3:
+        yield item
+    elif isinstance(item, dict):
+        for value in item.values():
+            yield from _legacy_keywords(value)
+    elif isinstance(item, list):
+        for value in item:
+            yield from _legacy_keywords(value)
 
 
 def refs(node: Any) -> list[Ref]:
@@ -273,11 +290,7 @@ def check_buildable(config: dict[str, Any]) -> None:
         name, node, _ = ref
         return name in built and node - offsets[name] < built[name]
 
-    def taken(node: Any) -> list[Ref]:  # tf_keras writes tensor keywords as [layer, node, i]
-        extra = [tuple(v[:3]) for t in node if isinstance(node, list) and len(t) > 3
-                 and isinstance(t[3], dict) for v in t[3].values()
-                 if _is_legacy_ref(v) and v[0] in entries]
-        return refs(node) + extra
+    taken = refs
 
     for name, entry in entries.items():
         for node in entry.get("inbound_nodes") or []:

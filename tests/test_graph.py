@@ -41,6 +41,7 @@ def _transfer(k, backbone_inputs=(16, 16, 3)):
     x = k.layers.Conv2D(8, 3, padding="same", name="conv")(image)
     x = k.layers.BatchNormalization(name="bn")(x)
     x = k.layers.ReLU()(x)
+    x = x + k.layers.Conv2D(8, 3, padding="same", name="conv_res")(x)  # an operator inside
     backbone = k.Model(image, k.layers.Conv2D(8, 3, name="conv_2")(x), name="backbone")
     head = k.Sequential([k.layers.GlobalAveragePooling2D(), k.layers.Dense(4, name="dense")],
                         name="head")
@@ -69,6 +70,10 @@ def test_a_buildable_graph_passes_and_its_refs_are_read_in_call_order():
     config = _legacy([("a", [("x", 0)]), ("b", [("a", 0), ("x", 0)])], ["b"])
     _graph.check_buildable(config)
     assert _graph.refs(config["layers"][2]["inbound_nodes"][0]) == [("a", 0, 0), ("x", 0, 0)]
+    # a tensor keyword, as tf_keras writes a TFOpLambda's y: read and rewritten too
+    op = [["a", 0, 0, {"y": ["x", 0, 0], "name": None}]]
+    assert _graph.refs(op) == [("a", 0, 0), ("x", 0, 0)]
+    assert _graph.map_refs(op, lambda r: ("p/" + r[0], *r[1:]))[0][3]["y"] == ["p/x", 0, 0]
     keras3_node = {"args": [[{"class_name": "__keras_tensor__",
                               "config": {"keras_history": ["p", 0, 1]}}, 2.0]],
                    "kwargs": {"value": {"class_name": "__keras_tensor__",

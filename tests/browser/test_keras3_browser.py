@@ -43,3 +43,43 @@ def test_the_studio_on_a_keras3_model(page, lab):
     result = prune.locator(".cw-result").inner_text()
     assert "features(64)" in result and "50.0%" in result, result
     assert "prune 50%" in studio.locator(".cw-variants").inner_text()
+
+
+NESTED = [
+    "import compresswidgets as cw\nimport keras  # Keras 3\n\n_, data = cw.demo_model()",
+    "L = keras.layers\n"
+    "image = keras.Input((8, 8, 1))\n"
+    "x = L.Conv2D(32, 3, padding=\"same\", activation=\"relu\", name=\"conv\")(image)\n"
+    "x = x + L.Conv2D(32, 3, padding=\"same\", name=\"conv_res\")(x)  # a residual operator\n"
+    "backbone = keras.Model(image, x, name=\"backbone\")\n"
+    "inputs = keras.Input((8, 8, 1))\n"
+    "features = L.GlobalAveragePooling2D()(backbone(inputs))\n"
+    "model = keras.Model(inputs, L.Dense(10, activation=\"softmax\", name=\"head\")(features))\n"
+    "studio = cw.Studio(model, data)\nstudio",
+]
+
+
+def test_the_studio_prunes_inside_a_nested_keras3_backbone(page, lab):
+    """Transfer learning as users write it: a backbone model used as a layer, a residual
+    written as ``+``. The checklist names the backbone's layers by path, and Apply prunes
+    them."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in NESTED]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, lab.workdir / "nested_studio.ipynb")
+    studio = open_studio(page, lab, "nested_studio.ipynb")
+    prune = tab(page, studio, "Prune")
+    checklist = prune.inner_text()
+    assert "backbone/conv_res · Conv2D" in checklist, checklist
+    assert prune.locator(".cw-error").count() == 0
+    epochs = slider(prune, "Epochs")
+    epochs.focus()
+    epochs.press("Home")
+    wait_idle(page)
+    prune.locator("button", has_text="Apply").click()
+    page.wait_for_function("el => /made /.test(el.innerText)", arg=prune.element_handle(),
+                           timeout=240_000)
+    result = prune.locator(".cw-result").inner_text()
+    assert "backbone/conv_res" in result and "50.0%" in result, result
+    page.screenshot(path=str(lab.workdir / "nested_studio.png"), full_page=True)
