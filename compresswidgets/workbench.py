@@ -328,7 +328,7 @@ class Workbench:
         bridged = self._context.bridge
         return bridged.user_name(layer) if bridged is not None else layer
 
-    def _user_text(self, *notes: str) -> tuple[str, ...]:
+    def user_text(self, *notes: str) -> tuple[str, ...]:
         """Notes with the twin's layer names spelled as the user wrote them."""
         bridged = self._context.bridge
         if bridged is None or not bridged.names:
@@ -358,7 +358,7 @@ class Workbench:
               metrics: dict[str, Any] | None = None) -> Variant:
         """The Variant of a technique's result: everything it holds is given here (``recipe``
         adds to the parameters' recipe, e.g. a sweep's seed; ``metrics`` were measured)."""
-        notes = self._user_text(*params.notes, *done.notes)
+        notes = self.user_text(*params.notes, *done.notes)
         error = done.conversion_error if mode == "qat" else None  # else: converted on use,
         if isinstance(error, str):  # where a SavedModel export is the fallback
             error = tfl.summarise(mode, error)

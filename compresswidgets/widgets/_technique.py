@@ -214,9 +214,9 @@ class TechniquePanel(BasePanel):
                 boxes.append(box)
             self._layers.children = boxes
             self._set_layer_controls(boxes)
-            unticked = [b.layer_name for b in boxes if not b.value]
+            unticked = [self.workbench.user_name(b.layer_name) for b in boxes if not b.value]
             notes = [self._checklist_note(unticked) if unticked else "",
-                     self._left_alone_note()]
+                     *self.workbench.user_text(self._left_alone_note())]
             self._layers_note.value = "".join(f"<div style='color:#666'>{esc(n)}</div>"
                                               for n in notes if n)
         names = [layer.name for layer in layers]

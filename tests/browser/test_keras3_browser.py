@@ -72,6 +72,7 @@ def test_the_studio_prunes_inside_a_nested_keras3_backbone(page, lab):
     prune = tab(page, studio, "Prune")
     checklist = prune.inner_text()
     assert "backbone/conv_res · Conv2D" in checklist, checklist
+    assert "left out by default: backbone/conv, head." in checklist, checklist  # as written
     assert prune.locator(".cw-error").count() == 0
     epochs = slider(prune, "Epochs")
     epochs.focus()
