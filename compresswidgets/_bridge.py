@@ -211,7 +211,17 @@ def to_keras3(tfk_model: Any, like: Any, x: Any, names: dict[str, str] | None = 
 
     ``names`` maps tf_keras names to the user's (:attr:`Bridged.names`).
     """
-    copy = keras3_clone(like, weights=False)
+    return write_back(tfk_model, like, x, names, tolerance=tolerance)
+
+
+def write_back(tfk_model: Any, like: Any, x: Any, names: dict[str, str] | None = None, *,
+               tolerance: float = TOLERANCE) -> Any:
+    """``like``'s architecture (the user's model, in either Keras: its nested models kept)
+    with the weights of its flat twin ``tfk_model``, verified on ``x``."""
+    if is_keras3(like):
+        copy = keras3_clone(like, weights=False)
+    else:
+        copy = type(like).from_config(like.get_config())
     user_to_safe = {user: safe for safe, user in (names or {}).items()}
     copy_weights(copy, tfk_model, user_to_safe, into_keras3=True)
     verify(copy, tfk_model, x, user_to_safe, tolerance)

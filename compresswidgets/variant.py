@@ -46,6 +46,9 @@ class Context:
     #: and a private Keras 3 clone (the architecture :meth:`Variant.to_keras3` rebuilds)
     bridge: Bridged | None = None
     keras3_model: Any = None
+    #: a private clone of the user's architecture when the twin differs from it (a Keras 3
+    #: model, or nested models inlined): what a variant's .keras file is written back into
+    user_model: Any = None
 
 
 HEADER = '''\
@@ -517,8 +520,16 @@ class Variant:
     def keras_file(self) -> bytes:
         """The bytes of a ``.keras`` file of this variant, loadable by the Keras the user
         brought: Keras 3 for a Keras 3 model (:meth:`to_keras3`), else tf_keras."""
-        if self._context is not None and self._context.keras3_model is not None:
+        ctx = self._context
+        if ctx is not None and ctx.keras3_model is not None:
             return _keras_file(self.to_keras3())
+        model = self._weights_model() if self._keras_model is not None else None
+        if ctx is not None and ctx.user_model is not None and ctx.bridge is not None and (
+                model is not None and not self.is_quantized):
+            from compresswidgets import _bridge  # the user's nesting, the variant's weights
+
+            return _keras_file(_bridge.write_back(model, ctx.user_model, ctx.data.x_test,
+                                                  ctx.bridge.names))
         if self._keras_model is not None:
             return _keras_file(self._model())
         raise ValueError(f"Variant {self._name!r} has no Keras model to write as .keras (it "

@@ -178,7 +178,9 @@ class Workbench:
                                                self.data, logits=outputs_logits(model)),
             preamble=_preamble(isinstance(data, DemoData) and is_demo_architecture(model),
                                keras3 is not None),
-            bridge=bridged, keras3_model=keras3)
+            bridge=bridged, keras3_model=keras3,
+            user_model=keras3 if keras3 is not None or bridged is None
+            else clone_with_weights(model))
         # a Keras 3 model converts itself (its own export), unless TensorFlow cannot take
         # its layer names: then its twin, which computes the same, does
         export = keras3 if bridged is not None and not bridged.names else None

@@ -187,7 +187,7 @@ def test_a_shared_nested_model_stays_nested_with_its_shared_weights():
 
 
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
-def test_pruning_reaches_the_backbone_and_the_users_structure_comes_back(flavour):
+def test_pruning_reaches_the_backbone_and_the_users_structure_comes_back(flavour, tmp_path):
     k = keras if flavour == "keras3" else _keras.keras()
     model = _transfer(k)
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -207,6 +207,13 @@ def test_pruning_reaches_the_backbone_and_the_users_structure_comes_back(flavour
     else:
         assert "bridged_from" not in p.recipe
         assert "cw.to_tf_keras(model, x_test)" in p.code
+        # the .keras file is the user's nested architecture with the pruned weights
+        (tmp_path / "p.keras").write_bytes(p.keras_file())
+        back = k.models.load_model(tmp_path / "p.keras", compile=False)
+        assert type(back.get_layer("backbone")).__name__ == "Functional"
+        inner = back.get_layer("backbone").get_layer("conv_2").kernel.numpy()
+        assert abs(float(np.mean(inner == 0)) - 0.5) <= 0.02
+        np.testing.assert_allclose(back(x[64:]), p.keras_model(x[64:]), rtol=1e-4, atol=1e-5)
 
 
 def test_keras3_transfer_learning_on_an_application_does_not_hang():
