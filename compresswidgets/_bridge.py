@@ -10,8 +10,14 @@ output's scale), or the bridge refuses and names the first layer where they part
 :func:`to_keras3` goes back: the user's own architecture with the compressed weights, verified
 the same way.
 
+Weightless operations (``h + attention``, ``keras.ops.mean``, ``x[:, 0]``) run as themselves
+in a ``compresswidgets>KerasOperation`` layer. Models used as layers, in either Keras, are
+inlined into one flat graph (:mod:`compresswidgets._graph`; tfmot leaves a nested model whole),
+their layers named by path (``"backbone/conv"``), and :func:`write_back` puts a variant's
+weights back into the user's nested architecture.
+
 Layer names that Keras 3 accepts but TensorFlow's name scopes do not (``"dense 1"``,
-``"head(out)"``) get safe names in tf_keras; :attr:`Bridged.names` maps them back.
+``"head(out)"``, a path) get safe names in tf_keras; :attr:`Bridged.names` maps them back.
 """
 
 from __future__ import annotations
@@ -101,7 +107,8 @@ def is_keras3(model: Any) -> bool:
 
 
 def to_tf_keras(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Any:
-    """The tf_keras twin of a Keras 3 model, verified on ``x``; see :func:`bridge`.
+    """The flat tf_keras twin of a Keras 3 model, or of a tf_keras model with models used as
+    layers (inlined), verified on ``x``; see :func:`bridge`.
 
     Example:
         >>> tfk_model = to_tf_keras(keras3_model, x_test[:32])  # doctest: +SKIP
@@ -116,6 +123,34 @@ def needs_bridge(model: Any) -> bool:
         return True
     return type(model).__name__ in ("Functional", "Sequential") and any(
         type(layer).__name__ in _MODELS for layer in getattr(model, "layers", []))
+
+
+#: Keras 3 layers that Keras 3's own export hands the TFLite converter in a form it cannot
+#: fuse: an LSTM becomes a WHILE loop instead of one UNIDIRECTIONAL_SEQUENCE_LSTM op (the
+#: tf_keras LSTM is marked for fusion), a TimeDistributed one op per time step. Measured
+#: (float32, TF 2.21): an LSTM autoencoder 82,500 B against its twin's 56,360 B, an LSTM
+#: classifier 29,580 against 23,092, TimeDistributed(Dense) over 20 steps 19,728 against
+#: 6,200; and the converter's int8 calibration crashes on the loop.
+EXPORTED_UNFUSED = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D",
+                    "ConvLSTM2D", "ConvLSTM3D", "TimeDistributed")
+
+
+def unfused_layers(model: Any) -> list[str]:
+    """The layers of a Keras 3 model (nested models' and wrapped layers' included, as
+    ``"name (Class)"``) that its own export converts unfused (:data:`EXPORTED_UNFUSED`);
+    [] for a tf_keras model. Such a model converts compactly only through its twin."""
+    if not is_keras3(model):
+        return []
+    found = []
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        kind = type(layer).__name__
+        if kind in EXPORTED_UNFUSED:
+            found.append(f"{layer.name!r} ({kind})")
+        elif kind in _MODELS:
+            stack.extend(layer.layers)
+    return found
 
 
 def bridge(model: Any, x: Any, *, tolerance: float = TOLERANCE) -> Bridged:
@@ -491,6 +526,11 @@ class _Translation:
         args = list(node.get("args", []))
         first = [self._reference(*ref) for ref in _graph.refs({"args": args[:1]})]
         kwargs = dict(node.get("kwargs") or {})
+        # Keras 3 writes the call signature's default training flag into the node (an LSTM's,
+        # a Dropout's: training=False) and overrides it with the model's own flag at run time;
+        # tf_keras would honour it for good: tfmot's wrappers would never see training=True
+        # and never update a mask (an LSTM pruned to 0 %), a Dropout never drop
+        kwargs.pop("training", None)
         if len(args) > 1:  # MultiHeadAttention(query, value): by the names of tf_keras' call
             target = getattr(_keras.keras().layers, kind, None)
             names = [p for p in inspect.signature(target.call).parameters if p != "self"][1:] \

@@ -84,8 +84,57 @@ def _resolve(tf: Any, dotted: str) -> Any:
     return value
 
 
-def configure(converter: Any, tf: Any, mode: str, representative_path: str | None) -> None:
-    """Apply the settings of ``mode`` (the same ones :func:`converter_code` writes)."""
+#: TF 2.21's dynamic-range quantizer (the MLIR one, the default) quantizes the weights of a
+#: fused LSTM op only when every gate matrix (input x units and units x units: the converter
+#: splits an LSTM's kernels per gate) has at least this many elements; else the whole op
+#: stays float (an LSTM(32) on 6 features: 23,076 B, the float size).
+MIN_ELEMENTS = 1024
+#: The converter's previous dynamic-range quantizer stores each gate matrix of
+#: :data:`MIN_ELEMENTS` or more int8, dequantized when the model loads (the LSTM then
+#: computes in float): 11,360 B for the LSTM(32) above.
+LEGACY_DYNAMIC = (("experimental_new_dynamic_range_quantizer", False),)
+
+
+def lstm_gates(model: Any) -> list[tuple[str, int, int]]:
+    """``(layer name, input features, units)`` of each LSTM of ``model`` in layer order (a
+    Bidirectional's two, nested models' included), read from the cell's kernel, which is
+    ``(features, 4 * units)`` in both Kerases."""
+    found = []
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        if getattr(layer, "layers", None) and type(layer).__name__ in ("Functional",
+                                                                        "Sequential"):
+            stack[:0] = list(layer.layers)
+            continue
+        directions = [(layer.name + " (forward)", layer.forward_layer),
+                      (layer.name + " (backward)", layer.backward_layer)] if (
+            getattr(layer, "forward_layer", None) is not None) else [(layer.name, layer)]
+        for name, inner in directions:
+            cell = getattr(inner, "cell", None)
+            kernel = getattr(cell, "kernel", None)
+            if "LSTM" in type(inner).__name__ and kernel is not None and len(kernel.shape) == 2:
+                found.append((name, int(kernel.shape[0]), int(kernel.shape[1]) // 4))
+    return found
+
+
+def extra_settings(model: Any, mode: str) -> tuple[tuple[str, Any], ...]:
+    """Converter settings beyond ``mode``'s for this model: in "dynamic", the previous
+    dynamic-range quantizer (:data:`LEGACY_DYNAMIC`) when the default one would leave an
+    LSTM float although some of its gate matrices are large enough to quantize."""
+    if mode != "dynamic" or _keras.keras_flavour(model) != "tf_keras":
+        return ()  # Keras 3's own export has no fused LSTM op to quantize
+    for _, features, units in lstm_gates(model):
+        sizes = (features * units, units * units)
+        if min(sizes) < MIN_ELEMENTS <= max(sizes):
+            return LEGACY_DYNAMIC
+    return ()
+
+
+def configure(converter: Any, tf: Any, mode: str, representative_path: str | None,
+              extra: tuple[tuple[str, Any], ...] = ()) -> None:
+    """Apply the settings of ``mode`` (the same ones :func:`converter_code` writes), then
+    ``extra`` (:func:`extra_settings`)."""
     m = TABLE[mode]
     if m.calibrated:
         samples = np.load(representative_path) if representative_path else None
@@ -102,12 +151,16 @@ def configure(converter: Any, tf: Any, mode: str, representative_path: str | Non
         for part in path:
             owner = getattr(owner, part)
         setattr(owner, last, values if as_list else values[0])
+    for attribute, value in extra:
+        setattr(converter, attribute, value)
 
 
-def converter_code(mode: str, samples: int = 100, fixed_batch: int | None = None) -> list[str]:
+def converter_code(mode: str, samples: int = 100, fixed_batch: int | None = None,
+                   extra: tuple[tuple[str, Any], ...] = ()) -> list[str]:
     """The settings of ``mode`` as code; with ``fixed_batch``, from a concrete function of
-    that batch (Keras LSTM/GRU models do not convert with a dynamic batch). Expects
-    ``model`` and (calibrated modes) ``x_train``; ends with ``tflite_model``."""
+    that batch (Keras LSTM/GRU models do not convert with a dynamic batch); ``extra`` as
+    :func:`configure` sets it. Expects ``model`` and (calibrated modes) ``x_train``; ends
+    with ``tflite_model``."""
     m = TABLE[mode]
     if fixed_batch:
         lines = [
@@ -134,6 +187,11 @@ def converter_code(mode: str, samples: int = 100, fixed_batch: int | None = None
     for attribute, names, as_list in m.settings():
         values = ", ".join(f"tf.{n}" for n in names)
         lines.append(f"converter.{attribute} = " + (f"[{values}]" if as_list else values))
+    if extra == LEGACY_DYNAMIC:
+        lines += [f"# The default quantizer leaves an LSTM float when one of its gate matrices "
+                  f"is under {MIN_ELEMENTS:,}",
+                  "# weights; the previous one stores the larger ones int8."]
+    lines += [f"converter.{attribute} = {value!r}" for attribute, value in extra]
     lines.append("tflite_model = converter.convert()")
     return lines
 
@@ -237,21 +295,23 @@ def convert_keras(model: Any, mode: str, representative_path: str | None = None,
     converted again with a fixed batch of 1 (at once with ``fixed``: the caller knows this
     architecture needs it). With ``debug`` (``{"keep_float": [...] or None}``), the
     flatbuffer comes through :func:`debug_int8`, whose answer (a dict) is given instead.
-    Raises what the converter raises.
+    The model's :func:`extra_settings` are applied. Raises what the converter raises.
     """
     tf = _keras.tf()
+    extra = extra_settings(model, mode)
     with _keras._quiet_native_logs(keep=False):  # the exception has the converter's words
         if not single_io(model):  # several inputs or outputs: TFLite's own path as it is
             converter = tf.lite.TFLiteConverter.from_keras_model(model)
-            configure(converter, tf, mode, representative_path)
+            configure(converter, tf, mode, representative_path, extra)
             return _finish(converter, tf, representative_path, debug), False
         if not fixed:
             try:
-                return _convert_forward(model, None, mode, representative_path, debug), False
+                return _convert_forward(model, None, mode, representative_path, debug,
+                                        extra), False
             except Exception as exc:
                 if not retry_fixed(model, str(exc)):
                     raise
-        return _convert_forward(model, 1, mode, representative_path, debug), True
+        return _convert_forward(model, 1, mode, representative_path, debug, extra), True
 
 
 def _finish(converter: Any, tf: Any, representative_path: str | None,
@@ -264,23 +324,25 @@ def _finish(converter: Any, tf: Any, representative_path: str | None,
 
 def _convert_forward(model: Any, batch: int | None, mode: str,
                      representative_path: str | None, debug: dict[str, Any] | None = None,
-                     ) -> Any:
+                     extra: tuple[tuple[str, Any], ...] = ()) -> Any:
     """The flatbuffer of ``model``'s forward pass at ``batch`` (None: the model's own)."""
     tf = _keras.tf()
     with tempfile.TemporaryDirectory(prefix="cw-forward-") as folder:
         save_forward(model, folder, batch)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        configure(converter, tf, mode, representative_path)
+        configure(converter, tf, mode, representative_path, extra)
         return _finish(converter, tf, representative_path, debug)
 
 
 def convert_saved_model(path: str, mode: str, representative_path: str | None = None,
-                        debug: dict[str, Any] | None = None) -> Any:
-    """A SavedModel's flatbuffer (or :func:`debug_int8`'s answer), in this process."""
+                        debug: dict[str, Any] | None = None,
+                        extra: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """A SavedModel's flatbuffer (or :func:`debug_int8`'s answer), in this process, with
+    its model's :func:`extra_settings`."""
     tf = _keras.tf()
     with _keras._quiet_native_logs(keep=False):
         converter = tf.lite.TFLiteConverter.from_saved_model(path)
-        configure(converter, tf, mode, representative_path)
+        configure(converter, tf, mode, representative_path, extra)
         return _finish(converter, tf, representative_path, debug)
 
 

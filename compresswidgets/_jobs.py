@@ -80,17 +80,20 @@ def portable(model: Any) -> bool:
 
 # --------------------------------------------------------------------------- jobs (worker side)
 def _convert_job(kind: str, path: str, mode: str, representative_path: str | None,
-                 fixed: bool = False, debug: dict[str, Any] | None = None) -> dict[str, Any]:
+                 fixed: bool = False, debug: dict[str, Any] | None = None,
+                 extra: tuple[tuple[str, Any], ...] = ()) -> dict[str, Any]:
     """``{"tflite": bytes, "fixed": bool}``, ``{"error": message}`` or ``{"rebuild": ...}``
     (the JSON did not rebuild: the caller exports a SavedModel instead). With ``debug``, the
-    int8 conversion goes through the quantization debugger: ``stats`` and ``denylist`` too."""
+    int8 conversion goes through the quantization debugger: ``stats`` and ``denylist`` too.
+    ``extra``: the model's ``_converter.extra_settings`` for a SavedModel (a Keras model's
+    are read from it here)."""
     def answer(made: Any) -> dict[str, Any]:
         return dict(made) if isinstance(made, dict) else {"tflite": made}
 
     try:
         if kind != "keras":
             return answer(_converter.convert_saved_model(path, mode, representative_path,
-                                                         debug))
+                                                         debug, tuple(extra)))
         try:
             with _keras._quiet_native_logs():
                 model = read_model(path)
@@ -251,9 +254,10 @@ def submit(request: tuple, on_progress: Callable[[dict], bool] | None = None, *,
 
 
 def convert(kind: str, path: str, mode: str, representative_path: str | None,
-            fixed: bool = False, debug: dict[str, Any] | None = None) -> dict[str, Any]:
+            fixed: bool = False, debug: dict[str, Any] | None = None,
+            extra: tuple[tuple[str, Any], ...] = ()) -> dict[str, Any]:
     """The ``convert`` job (retried once in a fresh process if the worker dies)."""
-    return submit(("convert", kind, path, mode, representative_path, fixed, debug),
+    return submit(("convert", kind, path, mode, representative_path, fixed, debug, extra),
                   retry=True)
 
 

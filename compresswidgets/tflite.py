@@ -36,9 +36,10 @@ from compresswidgets._data import Metric, default_metric, single_io
 from compresswidgets.inspection import snr_db
 
 __all__ = ["CALIBRATED", "IDEAL_RMSE_SCALE", "MODES", "RMSE_SCALE_LIMIT", "TYPICAL_STEPS_LIMIT",
-           "ConversionError", "Int8Report", "LayerError", "convert", "converter_code",
-           "dequantized_kernels", "evaluate", "fixed_batch", "int8_debugged",
-           "quantization_error", "sizes", "summarise"]
+           "ConversionError", "Int8Report", "LayerError", "LstmWeights", "convert",
+           "converter_code", "dequantized_kernels", "dynamic_lstm_notes", "evaluate",
+           "fixed_batch", "int8_debugged", "lstm_weights", "quantization_error", "sizes",
+           "summarise"]
 
 
 def shutdown() -> None:
@@ -89,11 +90,12 @@ def _converted(model: Any, mode: str, representative: np.ndarray | None,
         if result is None or "rebuild" in result:
             saved = os.path.join(folder, "saved_model")
             _export(model, saved)
-            result = _run(("saved_model", saved, mode, rep_path, False, debug))
+            extra = _converter.extra_settings(model, mode)
+            result = _run(("saved_model", saved, mode, rep_path, False, debug, extra))
             if "error" in result and _converter.retry_fixed(model, result["error"]):
                 shutil.rmtree(saved, ignore_errors=True)
                 _export(model, saved, batch=1)
-                result = _run(("saved_model", saved, mode, rep_path, False, debug))
+                result = _run(("saved_model", saved, mode, rep_path, False, debug, extra))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if "error" in result:
@@ -269,6 +271,19 @@ def _refuse_known_crash(model: Any, mode: str) -> None:
             "2.21 its full-integer calibration crashes on GRU and SimpleRNN loops (LSTM is "
             "fine: it becomes a fused TFLite op). Use mode='dynamic' (int8 weights, float "
             "activations) or 'float16', or replace the GRU with an LSTM for full integer.")
+    from compresswidgets import _bridge
+
+    loops = [name for name in _bridge.unfused_layers(model)
+             if not name.endswith("(TimeDistributed)")]
+    if loops:  # a Keras 3 model converted through its own export
+        raise ConversionError(
+            f"The TFLite converter cannot quantize {', '.join(loops)} of this Keras 3 model in "
+            f"mode {mode!r}: Keras 3's export hands it the layer as a WHILE loop, not as the "
+            "fused UNIDIRECTIONAL_SEQUENCE_LSTM op a tf_keras LSTM becomes, and in TF 2.21 "
+            "full-integer calibration of that loop crashes the converter. Convert its verified "
+            "tf_keras twin instead, `convert(cw.to_tf_keras(model, x_test), "
+            f"{mode!r}, representative=...)` (a Workbench does this for every model it can "
+            "bridge), or use mode='dynamic' or 'float16'.")
 
 
 #: Architectures (hashes of their JSON) that only convert with a fixed batch.
@@ -364,6 +379,81 @@ def input_dtype(tflite: bytes) -> np.dtype:
 def op_names(tflite: bytes) -> list[str]:
     """The operators of a flatbuffer in execution order (``"CONV_2D"``, ...)."""
     return [op["op_name"] for op in interpreter(tflite)._get_ops_details()]
+
+
+@dataclass(frozen=True)
+class LstmWeights:
+    """The gate matrices of one fused LSTM op of a .tflite: each one's ``(rows, columns)``
+    (TFLite's layout: units x features, units x units) and how it is stored: ``"int8"`` (read
+    as int8 by a hybrid LSTM), ``"dequantized"`` (int8 in the file, a DEQUANTIZE op turns it
+    into float32 when the model loads: the LSTM computes in float) or ``"float32"``."""
+
+    shapes: tuple[tuple[int, int], ...]
+    storage: tuple[str, ...]
+
+    @property
+    def features(self) -> int:
+        """Read from an input-to-gate matrix (they come first, the recurrent ones last)."""
+        return self.shapes[0][1] if self.shapes else 0
+
+    @property
+    def units(self) -> int:
+        return self.shapes[0][0] if self.shapes else 0
+
+
+def lstm_weights(tflite: bytes) -> list[LstmWeights]:
+    """The gate matrices of every UNIDIRECTIONAL_SEQUENCE_LSTM op (inputs 1-8 in TFLite's
+    schema; a CIFG LSTM has 6), in execution order."""
+    it = interpreter(tflite)
+    tensors = it.get_tensor_details()
+    ops = it._get_ops_details()
+    dequantized = {op["outputs"][0]: op["inputs"][0] for op in ops
+                   if op["op_name"] == "DEQUANTIZE"}
+    found = []
+    for op in ops:
+        if op["op_name"] != "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            continue
+        shapes, storage = [], []
+        for index in op["inputs"][1:9]:
+            if index < 0:
+                continue
+            shapes.append(tuple(int(n) for n in tensors[index]["shape"]))
+            kind = np.dtype(tensors[index]["dtype"]).name
+            source = dequantized.get(index)
+            storage.append("dequantized" if source is not None
+                           and np.dtype(tensors[source]["dtype"]).name == "int8" else kind)
+        found.append(LstmWeights(tuple(shapes), tuple(storage)))
+    return found
+
+
+def dynamic_lstm_notes(tflite: bytes, names: list[str] | None = None) -> list[str]:
+    """What dynamic-range quantization did not do to the fused LSTMs of ``tflite``: an LSTM
+    left float (every gate matrix under the converter's 1,024 elements), or one computing in
+    float from int8-stored matrices. ``names`` are the LSTM layers in order (a Bidirectional's
+    two directions each), used when they match the ops one to one."""
+    found = lstm_weights(tflite)
+    names = list(names or [])
+    notes = []
+    for i, op in enumerate(found):
+        what = (f"LSTM {names[i]!r}" if len(names) == len(found)
+                else f"an LSTM ({op.features} features, {op.units} units)")
+        small = f"{op.units}×{op.features} = {op.units * op.features:,}"
+        if all(kind == "float32" for kind in op.storage):
+            notes.append(
+                f"Dynamic range left {what} float: the converter quantizes a weight matrix of "
+                f"at least {_converter.MIN_ELEMENTS:,} elements only, and it splits an LSTM's "
+                f"kernels into one matrix per gate, here {small} and {op.units}×{op.units} = "
+                f"{op.units * op.units:,} weights. Mode 'float16' halves them; 'int8' "
+                "quantizes them.")
+        elif "dequantized" in op.storage:
+            stored = op.storage.count("dequantized")
+            notes.append(
+                f"{what[0].upper()}{what[1:]} computes in float: its {stored} gate matrices "
+                f"of at least {_converter.MIN_ELEMENTS:,} weights are stored int8 and "
+                "dequantized when the model loads (TFLite's int8-weight LSTM needs all "
+                f"{len(op.storage)} in int8, and its input matrices have {small} weights "
+                "each).")
+    return notes
 
 
 def predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compresswidgets import _keras
+from compresswidgets import _converter, _keras
 from compresswidgets import tflite as tfl
 from compresswidgets._data import Data, MetricSpec
 from compresswidgets._files import json_text, safe_filename, write_files
@@ -140,16 +140,21 @@ class Variant:
     @property
     def bridged(self) -> bool:
         """True when this variant's Keras model is (made from) the tf_keras twin of a Keras 3
-        model; a post-training quantization of the original converts the Keras 3 model."""
+        model; a post-training quantization of the original converts the Keras 3 model
+        (unless the original converts its twin: see :attr:`export_model`)."""
         if self._context is None or self._context.keras3_model is None:
             return False
         ptq = self.is_quantized and self._recipe.get("mode") != "qat"
-        return not (ptq and self._parent is not None and self._parent._parent is None)
+        parent = self._parent
+        return not (ptq and parent is not None and parent._parent is None
+                    and parent._export_model is not None)
 
     @property
     def export_model(self) -> Any:
         """The Keras model that is converted to .tflite (the user's Keras 3 model for the
-        original of a bridged Workbench; else :attr:`keras_model`)."""
+        original of a bridged Workbench, unless Keras 3's export leaves its recurrent or
+        TimeDistributed layers unfused: then, as for every other variant, :attr:`keras_model`,
+        the twin)."""
         return self._export_model if self._export_model is not None else self._model()
 
     @property
@@ -201,12 +206,25 @@ class Variant:
     @property
     def notes(self) -> tuple[str, ...]:
         """Warnings about the result, e.g. a layer that fell short of the target sparsity,
-        or (once converted) a .tflite converted for a fixed batch."""
+        or (once converted) a .tflite converted for a fixed batch, or a dynamic-range
+        .tflite whose LSTM weights were not quantized (read from the .tflite)."""
+        notes = self._notes
         if self._tflite is not None and self.tflite_batch is not None:
-            return (*self._notes, f"The .tflite was converted for a fixed batch of "
-                    f"{self.tflite_batch} (the model does not convert with a dynamic batch, "
-                    "as Keras LSTM/GRU layers in TF 2.21); it is evaluated sample by sample.")
-        return self._notes
+            notes = (*notes, f"The .tflite was converted for a fixed batch of "
+                     f"{self.tflite_batch} (the model does not convert with a dynamic batch, "
+                     "as Keras LSTM/GRU layers in TF 2.21); it is evaluated sample by sample.")
+        if self._tflite is not None and self._mode == "dynamic":
+            notes = (*notes, *self._cached("lstm_notes", self._lstm_notes))
+        return notes
+
+    def _lstm_notes(self) -> list[str]:
+        model = self._weights_model()
+        names = [name for name, _, _ in _converter.lstm_gates(model)] if model else []
+        bridged = self._context.bridge if self._context is not None else None
+        if bridged is not None:  # "bilstm (forward)": the layer as the user spells it
+            names = [bridged.user_name(layer) + (f" ({side}" if side else "")
+                     for layer, _, side in (n.partition(" (") for n in names)]
+        return tfl.dynamic_lstm_notes(self.tflite, names)
 
     @property
     def tflite_batch(self) -> int | None:

@@ -182,13 +182,21 @@ class Workbench:
             user_model=keras3 if keras3 is not None or bridged is None
             else clone_with_weights(model))
         # a Keras 3 model converts itself (its own export), unless TensorFlow cannot take
-        # its layer names: then its twin, which computes the same, does
-        export = keras3 if bridged is not None and not bridged.names else None
+        # its layer names, or its export leaves recurrent layers unfused: then its twin,
+        # which computes the same, does
+        unfused = _bridge.unfused_layers(keras3) if bridged is not None else []
+        export = keras3 if bridged is not None and not bridged.names and not unfused else None
+        notes = (*(bridged.notes if bridged else ()), *(
+            ["The .tflite is converted from the verified tf_keras twin, not from Keras 3's own "
+             "export, which hands the TFLite converter " + ", ".join(unfused) + " unfused (an "
+             "LSTM as a WHILE loop instead of one UNIDIRECTIONAL_SEQUENCE_LSTM op, a "
+             "TimeDistributed layer as one op per time step): a larger file, and full-integer "
+             "calibration crashes on the loop."] if unfused else []))
         self.original = Variant("original", {"technique": "original", "model": model.name},
                                 keras_model=bridged.model if bridged else keras3 or
                                 clone_with_weights(model),
                                 export_model=export, context=self._context,
-                                notes=bridged.notes if bridged else (),
+                                notes=notes,
                                 code_step=_bridge_code(keras3 is not None) if bridged
                                 else "")
         self._variants: list[Variant] = [self.original]

@@ -57,6 +57,9 @@ class QuantizationParams:
     keep_float: tuple[str, ...] = ()
     #: TFLite op types that ``keep_float`` keeps float by type (see ``_converter.BY_TYPE``)
     keep_float_ops: tuple[str, ...] = ()
+    #: converter settings beyond the mode's, for this model (``_converter.extra_settings``:
+    #: the previous dynamic-range quantizer for an LSTM the default one leaves float)
+    converter_settings: tuple[tuple[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         d = {"technique": "quantize", **self.__dict__}
@@ -64,6 +67,7 @@ class QuantizationParams:
         d.pop("notes")
         d.pop("keep_float")
         d.pop("keep_float_ops")
+        d.pop("converter_settings")
         if self.keep_float:
             d["keep_float"] = list(self.keep_float)
         return d
@@ -141,7 +145,8 @@ def validate(model: Any, data: Data, *, mode: Any, representative_samples: Any, 
         names, notes = qat_layers(model, layers)
     return QuantizationParams(mode, int(representative_samples), int(epochs), int(batch_size),
                               names, scheme_for(lineage) if mode == "qat" else "default", notes,
-                              kept, kept_by_type(model, kept))
+                              kept, kept_by_type(model, kept),
+                              _converter.extra_settings(model, mode))
 
 
 def check_keep_float(model: Any, mode: str, keep_float: Any) -> tuple[str, ...]:
@@ -392,7 +397,8 @@ def code(p: QuantizationParams, settings: CompileSettings | None,
             f"model.fit(x_train, y_train, batch_size={p.batch_size}, epochs={p.epochs}, "
             "verbose=0)",
         ]
-    convert = _converter.converter_code(p.mode, p.representative_samples, fixed_batch)
+    convert = _converter.converter_code(p.mode, p.representative_samples, fixed_batch,
+                                        p.converter_settings)
     if p.keep_float:  # the debugger converts, its denylist keeps those layers float
         convert = ["import csv", "import io", "", *convert[:-1],
                    *_converter.keep_float_code(list(p.keep_float), p.keep_float_ops)]
