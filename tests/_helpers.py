@@ -47,8 +47,7 @@ def op_input_types(blob: bytes, ops: tuple[str, ...] | None = None) -> dict[str,
 
     from compresswidgets import tflite as tfl
 
-    it = tfl.interpreter(blob)
-    it.allocate_tensors()
+    it = tfl.interpreter(blob)  # not allocated: a delegate would replace the ops it takes
     tensors = it.get_tensor_details()
     return {tensors[op["outputs"][0]]["name"]: {np.dtype(tensors[i]["dtype"]).name
                                                  for i in op["inputs"] if i >= 0}

@@ -5,7 +5,8 @@ The models are tiny on purpose (the whole matrix runs in minutes on 2 cores), bu
 the structure that breaks tools: BatchNorm after conv, depthwise kernels, residual adds,
 recurrent layers, a UNet with a custom Python loss and an IoU metric, a regression head,
 custom and Lambda layers, layers renamed after building, Keras 3 models (one with operator
-residuals and keras.ops), and transfer learning with models used as layers in both Kerases.
+residuals and keras.ops, an LSTM encoder-decoder), and transfer learning with models used as
+layers in both Kerases.
 """
 
 from __future__ import annotations
@@ -401,10 +402,36 @@ def transfer_tf_keras() -> ZooModel:
     return ZooModel("transfer_tf_keras", model, data)
 
 
+def lstm_autoencoder_keras3() -> ZooModel:
+    """An LSTM encoder-decoder written in Keras 3 with the functional API (LSTM ->
+    RepeatVector -> LSTM(return_sequences) -> TimeDistributed(Dense)), reconstructing sensor
+    windows; judged by MAE. Its twin's fused LSTMs are what converts."""
+    import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(_SEED % 2**31)
+    steps, channels = 12, 4
+    rng = _rng()
+    t = np.linspace(0, 2 * np.pi, steps)
+    x = np.sin(rng.uniform(0.5, 2.0, (320, 1, channels)) * t[None, :, None]
+               + rng.uniform(0, 2 * np.pi, (320, 1, 1)))
+    x = (x + rng.normal(0, 0.05, x.shape)).astype(np.float32)
+    inputs = keras.Input((steps, channels))
+    h = layers.LSTM(32, name="encoder")(inputs)
+    h = layers.RepeatVector(steps, name="repeat")(h)
+    h = layers.LSTM(32, return_sequences=True, name="decoder")(h)
+    outputs = layers.TimeDistributed(layers.Dense(channels), name="reconstruct")(h)
+    model = keras.Model(inputs, outputs, name="lstm_autoencoder")
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    data = _split(x, x, test=64)
+    _fit(model, data, epochs=3)
+    return ZooModel("lstm_autoencoder_keras3", model, data, refuses={"qat": "recurrent"})
+
+
 FAMILIES: dict[str, Callable[[], ZooModel]] = {
     "transfer_keras3": transfer_keras3, "residual": residual, "lstm": lstm, "gru": gru,
     "bidirectional": bidirectional, "conv1d_lstm": conv1d_lstm, "unet": unet,
     "regression": regression, "custom_layers": custom_layers, "renamed": renamed,
     "keras3": keras3, "attention_keras3": attention_keras3,
-    "transfer_tf_keras": transfer_tf_keras,
+    "transfer_tf_keras": transfer_tf_keras, "lstm_autoencoder_keras3": lstm_autoencoder_keras3,
 }
