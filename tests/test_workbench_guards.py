@@ -232,7 +232,7 @@ def test_a_keras3_model_that_cannot_be_bridged_gets_ptq_only(demo):
     wb = cw.Workbench(model, demo[1])
     assert wb.bridge is None and "'act' (Relu: a custom layer)" in str(wb.bridge_error)
     for fn in (lambda: wb.prune(0.5), lambda: wb.cluster(4), lambda: wb.quantize("qat")):
-        refused(wb, fn, cw.BridgeError, r"works on a tf_keras twin of a Keras 3 model.*")
+        refused(wb, fn, cw.BridgeError, r"works on a flat tf_keras twin of this model.*")
     # the .tflite carries the weights (tf.saved_model.save on Keras 3 used to drop them)
     assert wb.original.tflite_accuracy == pytest.approx(wb.original.keras_accuracy, abs=0.005)
     assert wb.original.keras_accuracy > 0.9

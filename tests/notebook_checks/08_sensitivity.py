@@ -44,8 +44,10 @@ def check(nb, text: str) -> None:
     drops = {m.group(1): float(m.group(2)) for m in
              re.finditer(r"^  (\w+)\s+([+-][\d.]+)%$", out, re.M)}
     assert list(drops)[:2] == ["dense_1", "dense"], drops
-    assert -35 < drops["dense_1"] < -25 and -20 < drops["dense"] < -10, drops
-    assert all(-3 < drops[c] <= 0 for c in ("conv2d", "conv2d_1", "conv2d_2")), drops
+    # the demo is trained afresh in the simulated Binder: on 2 cores it has measured -30 and
+    # -40 (dense_1), -15 and -22 (dense), down to -5 for a conv, between machines
+    assert -45 < drops["dense_1"] < -25 and -25 < drops["dense"] < -10, drops
+    assert all(-6 < drops[c] <= 0 for c in ("conv2d", "conv2d_1", "conv2d_2")), drops
     assert re.search(r"int8 weights, one layer at a time: the largest drop is -?0\.[0-4]%", out)
     assert _has_image(first)
 

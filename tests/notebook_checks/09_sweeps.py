@@ -36,7 +36,8 @@ def check(nb, text: str) -> None:
     assert any("image/png" in o.get("data", {}) for o in plot.outputs)
     front = re.search(r"on the front, smallest first: \[(.*)\]", _stdout(plot)).group(1)
     names = [n.strip(" '") for n in front.split(",")]
-    assert names and all(n.endswith("> int8") for n in names), names
+    # int8 makes the small end of the front; the most accurate point may be a float variant
+    assert len(names) >= 2 and all(n.endswith("> int8") for n in names[:-1]), names
     assert "keras.utils.set_random_seed(0)" in text
 
     again = _stdout(_cell(nb, "again = wb.sweep("))
