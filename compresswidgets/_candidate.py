@@ -17,7 +17,7 @@ import numpy as np
 
 from compresswidgets import _converter, _jobs, _keras, _process
 
-__all__ = ["run_candidate"]
+__all__ = ["run_candidate", "warm_up"]
 
 
 #: the shared part of a sweep (base model, data) as loaded here, by its key
@@ -60,6 +60,40 @@ def run_candidate(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]
         answer.update(seconds=time.perf_counter() - start, host=socket.gethostname(),
                       pid=os.getpid())
         return answer
+
+
+def warm_up() -> dict[str, Any]:
+    """A toy candidate (a tiny CNN pruned 50 % for one epoch of 64 samples, stripped and
+    converted), run where a spare worker waits for a sweep: the once-per-process costs of a
+    first candidate (TensorFlow's runtime, the first tracing of Keras' and tfmot's training
+    code, the converter) are paid before the sweep. Leaves nothing behind that a later
+    candidate sees: each seeds itself and loads its own model and data. Its answer."""
+    from compresswidgets._data import Data
+    from compresswidgets._training import compile_settings
+    from compresswidgets.techniques import pruning
+
+    k = _keras.keras()
+    with _keras._quiet_native_logs():
+        model = k.Sequential([k.layers.Input((8, 8, 1)),
+                              k.layers.Conv2D(4, 3, activation="relu"),
+                              k.layers.Flatten(), k.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1), dtype=np.float32)
+    y = rng.integers(0, 10, len(x))
+    data = Data(x, y, x[:8], y[:8])
+    params = pruning.validate(model, data, target_sparsity=0.5, schedule="polynomial",
+                              structure=None, layers=None, epochs=1, batch_size=32)
+    settings = compile_settings(model, data, None, pruning.DEFAULT_LEARNING_RATE)
+    shared = {"key": "warm-up", "model_json": model.to_json(),
+              "weights": model.get_weights(), "data": (x, y, x[:8])}
+    job = {"technique": "prune", "params": params, "seed": 0, "threads": None,
+           "label": "warm-up", "then": [], "settings": settings.wire()}
+    try:
+        return run_candidate(shared, job)
+    finally:
+        _shared.pop("warm-up", None)
 
 
 def _load_shared(shared: dict[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,10 @@ calling process instead.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import importlib
 import os
 import pickle
 import queue
@@ -170,6 +172,24 @@ def _call_job(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, An
         return {"raised": exc}
 
 
+def preload(warm: str) -> None:
+    """Before the first job: ``"warm"`` imports what a candidate, a fine-tune or a
+    conversion needs (TensorFlow, tf_keras, tfmot, the techniques, the converter);
+    ``"candidate"`` also runs a toy candidate (:func:`compresswidgets._candidate.warm_up`),
+    which starts TensorFlow's runtime with this process's threads."""
+    with contextlib.suppress(Exception):  # whatever fails here fails again in the job, told
+        _keras.tfmot()
+        # by name: the job modules import this one (a worker only loads them ahead of time)
+        loaded = {name: importlib.import_module(f"compresswidgets.{name}") for name in _PRELOAD}
+        if warm == "candidate":
+            loaded["_candidate"].warm_up()
+
+
+#: What a candidate, a fine-tune or a conversion imports (:func:`preload`).
+_PRELOAD = ("_candidate", "_training", "tflite", "techniques.clustering", "techniques.pruning",
+            "techniques.quantization")
+
+
 def _run(request: tuple, emit: Callable[[dict], None], stop: threading.Event) -> dict[str, Any]:
     if request[0] == "unreadable":
         return {"raised": RuntimeError(request[1])}
@@ -184,8 +204,9 @@ def _run(request: tuple, emit: Callable[[dict], None], stop: threading.Event) ->
     return _technique_job(request[1], emit, stop)
 
 
-def main(max_jobs: int) -> None:
-    """Serve jobs on stdin/stdout until ``max_jobs`` are done or stdin closes.
+def main(max_jobs: int, warm: str | None = None) -> None:
+    """Serve jobs on stdin/stdout until ``max_jobs`` are done or stdin closes; ``warm``
+    (``"warm"`` or ``"candidate"``) first prepares for them (:func:`preload`).
 
     The protocol gets its own copy of stdout; fd 1 then points at stderr so that whatever
     TensorFlow prints cannot corrupt it. A reader thread takes ``("stop",)`` frames while a
@@ -214,6 +235,8 @@ def main(max_jobs: int) -> None:
                 jobs.put(frame)
 
     threading.Thread(target=reader, daemon=True).start()
+    if warm:
+        preload(warm)
     for _ in range(max_jobs):
         request = jobs.get()
         if request is None:
@@ -336,4 +359,5 @@ def technique(technique: str, model: Any, params: Any, settings: CompileSettings
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else _process.MAX_JOBS)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else _process.MAX_JOBS,
+         sys.argv[2] if len(sys.argv) > 2 else None)

@@ -145,6 +145,8 @@ class Engine:
             self.workers = min(possible, len(candidates))
             self.threads = threads or max(1, _process.cpu_count() // possible)
             self.executor = sw.local_pool(possible, self.threads)
+            # its processes start (spares adopted) while the candidates are checked here
+            self.executor.prestart(self.workers)
         else:
             check_executor(executor)
             if not portable:

@@ -54,14 +54,13 @@ THEN = ("dynamic", "float16", "int8")
 SEED = 0
 #: Training samples that calibrate an ``"int8"`` step.
 REPRESENTATIVE_SAMPLES = 100
-#: A worker's resident memory before the model and data (TensorFlow, tfmot, the converter;
-#: measured after a demo candidate: see docs/benchmarks.md).
-WORKER_BASE_BYTES = 900 * 2**20
+#: A worker's resident memory before the model and data (see :mod:`compresswidgets._process`).
+WORKER_BASE_BYTES = _process.WORKER_BASE_BYTES
 #: The model's float32 bytes times this: weights, gradients, two Adam slots, tfmot's masks
 #: or centroids, the stripped copy and the converter's copies.
 MODEL_FACTOR = 12
 #: The share of the available memory a pool may fill.
-MEMORY_SHARE = 0.8
+MEMORY_SHARE = _process.MEMORY_SHARE
 #: The packages a remote worker needs (and here, their versions).
 REQUIREMENTS = ("compresswidgets", "tensorflow", "tf-keras", "tensorflow-model-optimization",
                 "ai-edge-litert")
@@ -77,17 +76,14 @@ def worker_bytes(model: Any, data: Any) -> int:
 
 def pool_size(per_worker: int, candidates: int, max_workers: int | None = None) -> int:
     """How many local workers: one per core, no more than the candidates, and no more than
-    :data:`MEMORY_SHARE` of the available memory holds at ``per_worker`` bytes each;
-    ``max_workers`` overrides."""
+    :data:`MEMORY_SHARE` of the available memory holds at ``per_worker`` bytes each (the
+    spares' own memory counts as available: the pool adopts them); ``max_workers``
+    overrides."""
     if max_workers is not None:
         return int(check_number("max_workers", max_workers, 1, 256, integer=True,
                                 hint="Pass e.g. max_workers=2, or None to size the pool by "
                                      "cores and memory."))
-    by_memory = _process.cpu_count()
-    available = _process.available_bytes()
-    if available is not None:
-        by_memory = max(1, int(MEMORY_SHARE * available // max(1, per_worker)))
-    return max(1, min(_process.cpu_count(), by_memory, candidates))
+    return _process.workers_for(per_worker, candidates)
 
 
 _pool_lock = threading.Lock()
@@ -96,13 +92,15 @@ _pool: _process.WorkerPool | None = None
 
 def local_pool(workers: int, threads: int) -> _process.WorkerPool:
     """The local pool, kept between sweeps (its processes keep TensorFlow imported; a sweep
-    of fewer candidates starts fewer of them) and made anew for another size or threads."""
+    of fewer candidates starts fewer of them) and made anew for another size or threads.
+    Its processes import TensorFlow and tfmot as they start; spares with its threads,
+    which the kernel started while it idled, become its processes first."""
     global _pool
     with _pool_lock:
         if _pool is None or (_pool.max_workers, _pool.threads) != (workers, threads):
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool = _process.WorkerPool(workers, threads=threads)
+            _pool = _process.WorkerPool(workers, threads=threads, warm=True)
         return _pool
 
 

@@ -10,6 +10,9 @@ import pytest
 
 _CACHE = tempfile.mkdtemp(prefix="cw-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE  # before anything reads it; kernels inherit it too
+# No spare worker processes (TensorFlow imported while the kernel idles) unless a test asks
+# for them: on 2 shared cores they would only compete with the next test; kernels inherit it.
+os.environ.setdefault("COMPRESSWIDGETS_SPARE_WORKERS", "0")
 
 import compresswidgets as cw  # noqa: E402
 from compresswidgets import _keras  # noqa: E402

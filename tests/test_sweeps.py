@@ -343,3 +343,23 @@ def test_search_for_latency_benchmarks_the_qualifying_variants(wb):
     found = wb.sweeps[-1]
     qualifying = {r["name"] for r in found.rows if r["error"] is None and r["drop"] <= 0.05}
     assert best is not None and best.name in qualifying
+
+
+def test_a_sweep_adopts_the_spares_and_gives_the_same_rows(wb, local, monkeypatch):
+    monkeypatch.setenv("COMPRESSWIDGETS_SPARE_WORKERS", "2")
+    sw.shutdown()  # no pool process left from the sweeps before: only the spares are warm
+    threads = max(1, _process.cpu_count() // 2)  # those of the two workers of `local`
+    spares = _process.start_spares(threads=threads)  # as the kernel does once it idles
+    assert len(spares) == 2 and _process.spare_pids() == spares
+    assert _process.take_spare(threads + 1) is None  # other threads: never adopted
+    try:
+        again = wb.sweep(prune=LEVELS, epochs=1, then=["int8"], max_workers=2)
+        pool = sw.local_pool(2, threads)
+        assert sorted(pool.adopted) == sorted(spares)  # no process was started cold
+        assert _process.spare_pids() == []
+        assert {int(r["worker"].rsplit(":", 1)[1]) for r in again.rows} == set(spares)
+        # warmed by a toy candidate, with the threads of the pool's own processes: the
+        # same rows as the cold processes of `local`
+        assert comparable(again.rows) == comparable(local.rows)
+    finally:
+        _process.close_spares()

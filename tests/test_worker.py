@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -92,3 +93,34 @@ def test_a_deferred_model_is_built_once_whoever_asks_first():
         got = list(pool.map(lambda _: _keras.resolve(deferred), range(8)))
     assert len(built) == 1 and all(m is built[0] for m in got) and deferred.built
     assert _keras.resolve(built[0]) is built[0]  # a model is its own answer
+
+
+def test_spares_start_when_the_kernel_idles_after_a_job(demo, worker, monkeypatch):
+    monkeypatch.setenv("COMPRESSWIDGETS_SPARE_WORKERS", "1")
+    monkeypatch.setattr(_process, "SPARE_DELAY", 0.2)
+    model, _ = demo
+    tflite.convert(model)  # a job; then this process idles
+    first = _process.pid()
+    spares = []
+    for _ in range(100):
+        spares = _process.spare_pids()
+        if spares:
+            break
+        time.sleep(0.1)
+    monkeypatch.setenv("COMPRESSWIDGETS_SPARE_WORKERS", "0")  # no more after this test
+    assert len(spares) == 1 and first not in spares
+    (spare,) = _process._spares
+    assert spare.threads == _process.spare_threads()  # a full local pool's, for a sweep
+    tflite.convert(model, "float16")
+    assert _process.pid() == first and _process.spare_pids() == spares  # kept for a sweep
+    _process.shutdown()  # stops the spares too
+    assert _process.spare_pids() == [] and spare.proc.poll() is not None
+
+
+@pytest.mark.parametrize("value", ["many", "-1", "65"])
+def test_a_bad_spare_count_says_what_to_set(demo, worker, monkeypatch, value):
+    monkeypatch.setenv("COMPRESSWIDGETS_SPARE_WORKERS", value)
+    model, _ = demo
+    with pytest.raises(ValueError, match=r"COMPRESSWIDGETS_SPARE_WORKERS=.*0 to 64"):
+        tflite.convert(model)  # refused before the job
+    assert _process.pid() is None and _process.spare_pids() == []
